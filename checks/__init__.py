@@ -1,0 +1,1 @@
+"""Data-quality suites (great-expectations) and the incomplete-report flags."""

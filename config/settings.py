@@ -1,0 +1,325 @@
+"""One typed settings model per deployment, loaded from YAML, with every mistake reported at once.
+
+Paths in the YAML are relative to the YAML file. Secrets never live in the YAML: it names the
+environment variables that hold them, and a missing variable is a configuration error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from config.rules import Rules
+
+BUNDLED = resources.files("config")
+
+
+class ConfigError(Exception):
+    """Configuration mistakes, each a `(key, message)` pair; all found are reported together."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__("; ".join(f"{k}: {m}" for k, m in problems))
+
+    def lines(self) -> list[str]:
+        where = f"{self.source}: " if self.source else ""
+        return [f"{where}{key}: {msg}" if key else f"{where}{msg}" for key, msg in self.problems]
+
+
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base")
+    value = value.expanduser()
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+RelPath = Annotated[Path, AfterValidator(_relative_to_config)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSettings(_Strict):
+    path: RelPath = Path("nearmiss.db")
+
+
+class _Source(_Strict):
+    name: str
+    mapping: dict[str, str] = {}
+
+
+class GoogleFormsCsv(_Source):
+    """A "Download responses (.csv)" export of a Google Form."""
+
+    kind: Literal["google_forms_csv"]
+    path: RelPath
+
+
+class MicrosoftFormsXlsx(_Source):
+    """The "Open results in Excel" / "Download a copy" workbook of a Microsoft Form."""
+
+    kind: Literal["microsoft_forms_xlsx"]
+    path: RelPath
+    sheet: str | None = None  # first sheet when not given
+
+
+class GoogleFormsApi(_Source):
+    """A Google Form read through the Forms API v1."""
+
+    kind: Literal["google_forms_api"]
+    form_id: str
+    # Re-read this much before the watermark: the API's filter is on a server-side
+    # timestamp we cannot see, so a small overlap guards the boundary (deduplicated later).
+    overlap_minutes: int = Field(default=10, ge=0)
+
+
+Source = Annotated[GoogleFormsCsv | MicrosoftFormsXlsx | GoogleFormsApi,
+                   Field(discriminator="kind")]
+
+
+class XlsxTracker(_Strict):
+    kind: Literal["xlsx"]
+    path: RelPath
+
+
+class GoogleSheetsTracker(_Strict):
+    kind: Literal["google_sheets"]
+    spreadsheet_id: str
+    # Protect system-owned columns: "warning" shows Sheets' warning before an edit,
+    # "strict" lets only the service account edit them, "off" adds no protection.
+    protection: Literal["warning", "strict", "off"] = "warning"
+
+
+Tracker = Annotated[XlsxTracker | GoogleSheetsTracker, Field(discriminator="kind")]
+
+
+class EmlFolder(_Strict):
+    kind: Literal["eml_folder"]
+    path: RelPath
+
+
+class Smtp(_Strict):
+    kind: Literal["smtp"]
+    host: str
+    port: int = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    timeout_seconds: float = 30
+    ca_file: RelPath | None = None  # for a relay with a private certificate authority
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class Gmail(_Strict):
+    kind: Literal["gmail"]
+    user_id: str = "me"
+
+
+Transport = Annotated[EmlFolder | Smtp | Gmail, Field(discriminator="kind")]
+
+
+class TeamBrief(_Strict):
+    """A monthly "you said, we did" brief for one team: how anonymous reporters hear outcomes."""
+
+    team: str
+    services: list[str] = []  # empty: every service
+    to: list[str] = Field(min_length=1)
+
+
+class MailSettings(_Strict):
+    sender: str
+    reply_to: str | None = None
+    transport: Transport
+    templates: RelPath | None = None  # a folder whose templates override the bundled ones
+    max_per_run: int = Field(default=500, ge=1)
+    # Reports older than this get no acknowledgement, request or alert: connecting a form
+    # with years of history must not email everyone about old reports.
+    recent_days: float = Field(default=14, gt=0)
+    learning_briefs: list[TeamBrief] = []
+
+
+class GoogleSettings(_Strict):
+    """How to authenticate to Google: a service account key, or an OAuth user token."""
+
+    auth: Literal["service_account", "user"] = "service_account"
+    key_file_env: str = "GOOGLE_APPLICATION_CREDENTIALS"
+    delegated_user: str | None = None  # domain-wide delegation subject for Gmail
+    client_secrets_env: str = "NEARMISS_GOOGLE_CLIENT_SECRETS"
+    token_file: RelPath = Path("google-token.json")
+    max_requests_per_minute: int = Field(default=50, ge=1)
+
+
+class Settings(_Strict):
+    provider: str = "our service"  # the provider's name as emails should say it
+    timezone: str = "Europe/London"
+    # How to read an ambiguous date such as 03/04/2026 typed into a form: 3 April when true.
+    dayfirst: bool = True
+    rules: RelPath | None = None  # bundled default rules when not given
+    store: StoreSettings = StoreSettings()
+    sources: list[Source] = Field(min_length=1)
+    mapping: dict[str, str] = {}
+    tracker: Tracker
+    mail: MailSettings
+    roles: dict[str, list[str]] = {}
+    google: GoogleSettings | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as "
+                             "Europe/London") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def mapping_for(self, source: _Source) -> dict[str, str]:
+        return {**self.mapping, **source.mapping}
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    rules: Rules
+    path: Path
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([("", f"file not found: {path}")]) from None
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {path}: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError([("", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}")],
+                          str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError([("", "expected a mapping of settings at the top level")], str(path))
+    return data
+
+
+_FIXES = {
+    "missing": "required: add it",
+    "extra_forbidden": "not a known setting: check the spelling or remove it",
+}
+
+
+def pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Turn pydantic's errors into (dotted key, message with the fix)."""
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        # A discriminated union puts the chosen tag into the location; readers never typed it.
+        if err["type"] != "union_tag_invalid":
+            loc = [p for p in loc if p not in _UNION_TAGS]
+        msg = _FIXES.get(err["type"]) or err["msg"].removeprefix("Value error, ")
+        out.append((".".join(loc), msg))
+    return out
+
+
+_UNION_TAGS = {"google_forms_csv", "microsoft_forms_xlsx", "google_forms_api", "xlsx",
+               "google_sheets", "eml_folder", "smtp", "gmail"}
+
+
+def load_rules(path: Path | None = None) -> Rules:
+    """Load and cross-check a rules file (the bundled default when `path` is None)."""
+    rules_path = path or Path(str(BUNDLED / "rules.yaml"))
+    data = _read_yaml(rules_path)
+    try:
+        rules = Rules.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(pydantic_problems(exc), str(rules_path)) from None
+    problems = rules.problems()
+    if problems:
+        raise ConfigError(problems, str(rules_path))
+    return rules
+
+
+def load_config(path: Path) -> Config:
+    """Read a deployment YAML and its rules; raise ConfigError listing every mistake found."""
+    path = Path(path)
+    data = _read_yaml(path)
+    problems: list[tuple[str, str]] = []
+    settings = None
+    try:
+        settings = Settings.model_validate(data, context={"base": path.parent.resolve()})
+    except ValidationError as exc:
+        problems += pydantic_problems(exc)
+
+    rules_file = data.get("rules")
+    rules_path = None
+    if isinstance(rules_file, str):
+        rules_path = Path(rules_file).expanduser()
+        if not rules_path.is_absolute():
+            rules_path = path.parent / rules_path
+    rules = None
+    try:
+        rules = load_rules(rules_path)
+    except ConfigError as exc:
+        problems += [(f"rules ({exc.source or rules_path}): {k}" if k else "rules", m)
+                     for k, m in exc.problems]
+
+    if settings is not None and rules is not None:
+        problems += _cross_check(settings, rules)
+    if problems:
+        raise ConfigError(problems, str(path))
+    assert settings is not None and rules is not None
+    return Config(settings=settings, rules=rules, path=path)
+
+
+def _cross_check(settings: Settings, rules: Rules) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    known = set(rules.fields) | {"ignore"}
+    for where, mapping in [("mapping", settings.mapping)] + [
+        (f"sources.{i}.mapping", s.mapping) for i, s in enumerate(settings.sources)
+    ]:
+        for question, field in mapping.items():
+            if field not in known:
+                out.append((f"{where}.{question}", f"unknown field {field!r}: map the question "
+                            "to a field of the rules file, or to `ignore`"))
+    names = [s.name for s in settings.sources]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        out.append(("sources", f"source name {dup!r} is used twice: give each source its own name"))
+    for role in sorted(rules.roles() - set(settings.roles)):
+        out.append((f"roles.{role}", "rules alert this role but it has no address: add "
+                    f"`{role}: [someone@example.org]` under roles"))
+    for role, addresses in settings.roles.items():
+        if not addresses:
+            out.append((f"roles.{role}", "no address given: list at least one"))
+    transport = settings.mail.transport
+    if isinstance(transport, Smtp) and transport.password_env and not transport.password():
+        out.append(("mail.transport.password_env", f"environment variable "
+                    f"{transport.password_env} is not set: export the SMTP password in it"))
+    uses_google = any(isinstance(s, GoogleFormsApi) for s in settings.sources) or isinstance(
+        settings.tracker, GoogleSheetsTracker) or isinstance(transport, Gmail)
+    if uses_google and settings.google is None:
+        out.append(("google", "a Google source, tracker or mail transport is configured: add a "
+                    "`google:` section saying how to authenticate"))
+    return out

@@ -1,0 +1,1 @@
+"""All input and output: form sources, trackers, mail transports and the store."""

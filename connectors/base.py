@@ -1,0 +1,129 @@
+"""The small Protocols every connector implements, and the values that cross them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+Answer = str | list[str]
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """One form submission as the form gave it: question key -> answer, nothing interpreted."""
+
+    source: str
+    response_id: str
+    submitted_at: datetime | None  # aware; latest submission; None when unreadable
+    answers: dict[str, Answer]
+    respondent_email: str | None = None
+    respondent_name: str | None = None
+    # the form's own timestamp text when it could not be read (the response is kept, flagged)
+    unreadable_timestamp: str | None = None
+    # question id -> title when answers are keyed by id (API sources): the titles a response
+    # was given under, so a later rename does not change how an old response is read
+    titles: dict[str, str] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """What is stored. Its hash, titles aside, tells a real edit from a re-read."""
+        payload: dict[str, Any] = {
+            "answers": self.answers,
+            "respondent_email": self.respondent_email,
+            "respondent_name": self.respondent_name,
+        }
+        if self.unreadable_timestamp is not None:
+            payload["unreadable_timestamp"] = self.unreadable_timestamp
+        if self.titles is not None:
+            payload["titles"] = self.titles
+        return payload
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One line of the append-only audit log: what was decided or seen, about what, and why."""
+
+    entity: str  # "report", "pattern", "action", "run", "source", "tracker"
+    entity_id: str
+    event: str
+    reason: str
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Pull:
+    """What one read of a form gave: its responses and the questions it currently asks."""
+
+    responses: list[RawResponse]
+    # question key -> title as the form shows it now (key is the title for exports)
+    questions: dict[str, str] = field(default_factory=dict)
+    # the high-water mark to resume from next time (sources that read incrementally)
+    watermark: str | None = None
+
+
+class FormSource(Protocol):
+    name: str
+
+    def pull(self, watermark: str | None) -> Pull:
+        """Read responses submitted since `watermark` (everything when None or not supported)."""
+        ...
+
+
+Cell = Any  # str, number, datetime or None as the spreadsheet holds it
+
+
+@dataclass(frozen=True)
+class SheetSpec:
+    """A tracker sheet: its title, the header row the system expects, and how it looks."""
+
+    title: str
+    columns: list[str]
+    key_column: str
+    manager_columns: list[str] = field(default_factory=list)
+    # manager column -> allowed values (a dropdown where the tracker supports one)
+    dropdowns: dict[str, list[str]] = field(default_factory=dict)
+    # column shown as overdue (red) when it holds "overdue"
+    overdue_column: str | None = None
+
+
+@dataclass
+class SheetWrite:
+    """Changes to one sheet: header cells to set, cells to update, rows to append."""
+
+    spec: SheetSpec
+    create: bool = False
+    header: dict[int, str] = field(default_factory=dict)  # 1-based column -> title
+    cells: dict[tuple[int, int], Cell] = field(default_factory=dict)  # (row, col) 1-based
+    append: list[list[Cell]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.create or bool(self.header or self.cells or self.append)
+
+
+class Tracker(Protocol):
+    def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
+        """Every row (header first) of each sheet that exists; missing sheets are absent."""
+        ...
+
+    def write(self, writes: Sequence[SheetWrite]) -> None:
+        """Apply all changes in as few requests as the backend allows."""
+        ...
+
+
+class Sender(Protocol):
+    def __call__(self, message: EmailMessage) -> str | None:
+        """Send one message; return a note worth auditing (partial delivery) or None."""
+        ...
+
+
+class MailTransport(Protocol):
+    def connect(self) -> AbstractContextManager[Sender]:
+        """One connection for the whole run; the sender raises MailError on failure."""
+        ...
+
+
+class Progress(Protocol):
+    def __call__(self, items: Sequence[Any], label: str) -> Iterator[Any]: ...

@@ -1,0 +1,507 @@
+"""The local store: a SQLite file through SQLAlchemy Core, schema created and versioned here.
+
+What it keeps:
+- `raw_responses`: every version of every submission, append-only (a trigger refuses
+  UPDATE and DELETE), so an inspector can see exactly what a reporter sent and when;
+- `response_links` and `counters`: which report each response belongs to; report, pattern
+  and action numbers come from counters that only go up, so an id is never reused;
+- `reports`: the current normalised reports (a materialised view of the raw table);
+- `entity_state`: the last known state of decisions, patterns, manager values, actions,
+  used to tell what changed since the previous run;
+- `outbox`: emails owed, keyed by an idempotency key so nothing is queued or sent twice;
+- `audit`: append-only log of every automated decision and every manager change seen.
+
+Timestamps are stored as ISO-8601 UTC text so the file reads the same from any tool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from connectors.base import AuditEvent, RawResponse
+from connectors.errors import StoreError
+
+SCHEMA_VERSION = 1
+MAX_ATTEMPTS = 5  # a message failing this often is left for a person to look at
+
+metadata = MetaData()
+
+meta = Table("meta", metadata, Column("key", String, primary_key=True), Column("value", Text))
+
+runs = Table(
+    "runs", metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", String, nullable=False),
+    Column("finished_at", String),
+    Column("status", String, nullable=False),
+    Column("summary", JSON),
+)
+
+raw_responses = Table(
+    "raw_responses", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String, nullable=False),
+    Column("response_id", String, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String, nullable=False),
+    Column("submitted_at", String, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("first_seen", String, nullable=False),
+    Column("run_id", Integer),
+    UniqueConstraint("source", "response_id", "version"),
+)
+
+counters = Table(
+    "counters", metadata,
+    Column("name", String, primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+response_links = Table(
+    "response_links", metadata,
+    Column("source", String, primary_key=True),
+    Column("response_id", String, primary_key=True),
+    Column("report_id", String, nullable=False, index=True),
+    Column("linked_at", String, nullable=False),
+    Column("how", String, nullable=False),  # "new" or "reference"
+)
+
+reports = Table(
+    "reports", metadata,
+    Column("report_id", String, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("data_hash", String, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", String, nullable=False),
+)
+
+entity_state = Table(
+    "entity_state", metadata,
+    Column("kind", String, primary_key=True),
+    Column("entity_id", String, primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", String, nullable=False),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("key", String, primary_key=True),
+    Column("kind", String, nullable=False),
+    Column("entity_id", String, nullable=False, index=True),
+    Column("recipients", JSON, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body_text", Text, nullable=False),
+    Column("body_html", Text),
+    Column("created_at", String, nullable=False),
+    Column("sent_at", String),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", String, nullable=False),
+    Column("run_id", Integer),
+    Column("entity", String, nullable=False),
+    Column("entity_id", String, nullable=False, index=True),
+    Column("event", String, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("details", JSON),
+)
+
+_APPEND_ONLY = ("raw_responses", "audit")
+
+
+def iso(ts: datetime | pd.Timestamp) -> str:
+    """UTC ISO-8601 text with microseconds, so stored times sort as text."""
+    return pd.Timestamp(ts).tz_convert(UTC).isoformat(timespec="microseconds")
+
+
+def content_hash(payload: Mapping[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()
+
+
+@dataclass(frozen=True)
+class RawAdded:
+    new: int = 0
+    versions: int = 0
+    unchanged: int = 0
+    stale: int = 0
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    key: str  # idempotency key: kind + entity (+ date for repeating kinds)
+    kind: str
+    entity_id: str
+    recipients: list[str]
+    subject: str
+    body_text: str
+    body_html: str | None = None
+
+
+class Store:
+    """All reads and writes of the SQLite file; one instance per run."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.run_id: int | None = None
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder of the store {path}: {exc.strerror}") from None
+        engine = create_engine(f"sqlite:///{path}")
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        store = cls(engine)
+        try:
+            store.migrate()
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the store {path}: {exc.orig}") from None
+        return store
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create the schema, or bring an older file up to SCHEMA_VERSION."""
+        with self.engine.begin() as conn:
+            metadata.create_all(conn, tables=[meta])
+            row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(f"the store was written by a newer Nearmiss Loop (schema "
+                                 f"{current}, this one knows {SCHEMA_VERSION}): upgrade first")
+            if current < 1:
+                metadata.create_all(conn)
+                if conn.dialect.name == "sqlite":
+                    for table in _APPEND_ONLY:
+                        for op in ("UPDATE", "DELETE"):
+                            conn.execute(text(
+                                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} "
+                                f"BEFORE {op} ON {table} BEGIN "
+                                f"SELECT RAISE(ABORT, '{table} is append-only'); END"))
+                conn.execute(insert(meta).values(key="schema_version", value="1"))
+            # later versions: `if current < 2: ...` then set schema_version
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def begin_run(self, now: datetime) -> int:
+        with self.engine.begin() as conn:
+            self.run_id = conn.execute(
+                insert(runs).values(started_at=iso(now), status="running")
+            ).inserted_primary_key[0]
+        return self.run_id
+
+    def finish_run(self, now: datetime, status: str, summary: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.run_id == self.run_id).values(
+                finished_at=iso(now), status=status, summary=summary))
+
+    def last_runs(self, n: int = 5) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs).order_by(runs.c.run_id.desc()).limit(n)).mappings()
+            return [dict(r) for r in rows]
+
+    # -- raw responses ----------------------------------------------------------------------
+
+    def add_raw(self, responses: Sequence[RawResponse], now: datetime) -> RawAdded:
+        """Append new responses and new versions of edited ones; nothing is ever replaced.
+
+        A response is a new version when its content differs from its latest stored version.
+        An older copy of a response (a stale export) is ignored, not stored as a regression.
+        """
+        if not responses:
+            return RawAdded()
+        sources = {r.source for r in responses}
+        latest = select(
+            raw_responses.c.source, raw_responses.c.response_id,
+            func.max(raw_responses.c.version).label("version"),
+        ).where(raw_responses.c.source.in_(sources)).group_by(
+            raw_responses.c.source, raw_responses.c.response_id).subquery()
+        query = select(raw_responses.c.source, raw_responses.c.response_id,
+                       raw_responses.c.version, raw_responses.c.content_hash,
+                       raw_responses.c.submitted_at).join(latest, and_(
+                           raw_responses.c.source == latest.c.source,
+                           raw_responses.c.response_id == latest.c.response_id,
+                           raw_responses.c.version == latest.c.version))
+        rows: list[dict[str, Any]] = []
+        counts = {"new": 0, "versions": 0, "unchanged": 0, "stale": 0}
+        with self.engine.begin() as conn:
+            known = {(s, r): (v, h, t) for s, r, v, h, t in conn.execute(query)}
+            for resp in responses:
+                payload = resp.payload()
+                digest = content_hash({k: v for k, v in payload.items() if k != "titles"})
+                # An unreadable form timestamp is replaced by when we first saw the response.
+                submitted = iso(resp.submitted_at or now)
+                prior = known.get((resp.source, resp.response_id))
+                if prior is None:
+                    version = 1
+                    counts["new"] += 1
+                elif prior[1] == digest:
+                    counts["unchanged"] += 1
+                    continue
+                elif submitted < prior[2]:
+                    counts["stale"] += 1
+                    continue
+                else:
+                    version = prior[0] + 1
+                    counts["versions"] += 1
+                known[(resp.source, resp.response_id)] = (version, digest, submitted)
+                rows.append({
+                    "source": resp.source, "response_id": resp.response_id, "version": version,
+                    "content_hash": digest, "submitted_at": submitted, "payload": payload,
+                    "first_seen": iso(now), "run_id": self.run_id,
+                })
+            if rows:
+                conn.execute(insert(raw_responses), rows)
+        return RawAdded(**counts)
+
+    def latest_responses(self) -> pd.DataFrame:
+        """The latest version of every response: source, response_id, version, submitted_at,
+        first_submitted_at, payload."""
+        first = select(
+            raw_responses.c.source, raw_responses.c.response_id,
+            func.max(raw_responses.c.version).label("version"),
+            func.min(raw_responses.c.submitted_at).label("first_submitted_at"),
+        ).group_by(raw_responses.c.source, raw_responses.c.response_id).subquery()
+        query = select(
+            raw_responses.c.source, raw_responses.c.response_id, raw_responses.c.version,
+            raw_responses.c.submitted_at, first.c.first_submitted_at, raw_responses.c.payload,
+        ).join(first, and_(
+            raw_responses.c.source == first.c.source,
+            raw_responses.c.response_id == first.c.response_id,
+            raw_responses.c.version == first.c.version,
+        )).order_by(raw_responses.c.submitted_at, raw_responses.c.source,
+                    raw_responses.c.response_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=["source", "response_id", "version", "submitted_at",
+                                            "first_submitted_at", "payload"])
+        for col in ("submitted_at", "first_submitted_at"):
+            frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
+        return frame
+
+    def raw_versions(self, source: str, response_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(raw_responses).where(
+                raw_responses.c.source == source, raw_responses.c.response_id == response_id,
+            ).order_by(raw_responses.c.version)).mappings()
+            return [dict(r) for r in rows]
+
+    # -- ids and links ----------------------------------------------------------------------
+
+    def allocate(self, counter: str, n: int) -> list[int]:
+        """Reserve `n` consecutive numbers of a counter that never goes back."""
+        if n <= 0:
+            return []
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                select(counters.c.value).where(counters.c.name == counter)).scalar()
+            if current is None:
+                current = 0
+                conn.execute(insert(counters).values(name=counter, value=n))
+            else:
+                conn.execute(update(counters).where(counters.c.name == counter)
+                             .values(value=current + n))
+        return list(range(current + 1, current + n + 1))
+
+    def links(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(response_links.c.source, response_links.c.response_id,
+                                       response_links.c.report_id, response_links.c.how)).all()
+        return pd.DataFrame(rows, columns=["source", "response_id", "report_id", "how"])
+
+    def add_links(self, links: pd.DataFrame, now: datetime) -> None:
+        if links.empty:
+            return
+        rows = links[["source", "response_id", "report_id", "how"]].to_dict("records")
+        for row in rows:
+            row["linked_at"] = iso(now)
+        with self.engine.begin() as conn:
+            conn.execute(insert(response_links), rows)
+
+    # -- current reports --------------------------------------------------------------------
+
+    def report_hashes(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(reports.c.report_id, reports.c.data_hash)).all())
+
+    def save_reports(self, records: Sequence[dict[str, Any]], now: datetime) -> int:
+        """Upsert current reports (JSON-ready dicts with report_id and version); only those
+        whose content changed are written. Returns how many were."""
+        known = self.report_hashes()
+        rows = []
+        for r in records:
+            digest = content_hash(r)
+            if known.get(r["report_id"]) != digest:
+                rows.append({"report_id": r["report_id"], "version": int(r["version"]),
+                             "data_hash": digest, "data": r, "updated_at": iso(now)})
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            new = [r for r in rows if r["report_id"] not in known]
+            if new:
+                conn.execute(insert(reports), new)
+            for r in rows:
+                if r["report_id"] in known:
+                    conn.execute(update(reports).where(reports.c.report_id == r["report_id"])
+                                 .values(version=r["version"], data_hash=r["data_hash"],
+                                         data=r["data"], updated_at=r["updated_at"]))
+        return len(rows)
+
+    def report_count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(reports)).scalar_one()
+
+    # -- remembered state -------------------------------------------------------------------
+
+    def state(self, kind: str) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(entity_state.c.entity_id, entity_state.c.data)
+                                     .where(entity_state.c.kind == kind)).all())
+
+    def save_state(self, kind: str, items: Mapping[str, dict[str, Any]], now: datetime,
+                   *, replace: bool = False) -> None:
+        """Upsert entity states of one kind; `replace` drops those not given."""
+        with self.engine.begin() as conn:
+            if replace:
+                conn.execute(entity_state.delete().where(entity_state.c.kind == kind))
+                existing: set[str] = set()
+            else:
+                existing = set(conn.execute(select(entity_state.c.entity_id).where(
+                    entity_state.c.kind == kind)).scalars())
+            fresh = [{"kind": kind, "entity_id": k, "data": v, "updated_at": iso(now)}
+                     for k, v in items.items() if k not in existing]
+            if fresh:
+                conn.execute(insert(entity_state), fresh)
+            for k, v in items.items():
+                if k in existing:
+                    conn.execute(update(entity_state).where(
+                        entity_state.c.kind == kind, entity_state.c.entity_id == k,
+                    ).values(data=v, updated_at=iso(now)))
+
+    def value(self, key: str) -> Any:
+        return self.state("value").get(key, {}).get("value")
+
+    def set_value(self, key: str, value: Any, now: datetime) -> None:
+        self.save_state("value", {key: {"value": value}}, now)
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def enqueue(self, items: Iterable[OutboxItem], now: datetime) -> list[OutboxItem]:
+        """Queue emails whose key was never queued; return those actually added."""
+        items = list(items)
+        if not items:
+            return []
+        with self.engine.begin() as conn:
+            known = set(conn.execute(select(outbox.c.key).where(
+                outbox.c.key.in_([i.key for i in items]))).scalars())
+            added = [i for i in items if i.key not in known]
+            unique = list({i.key: i for i in added}.values())
+            if unique:
+                conn.execute(insert(outbox), [{
+                    "key": i.key, "kind": i.kind, "entity_id": i.entity_id,
+                    "recipients": i.recipients, "subject": i.subject, "body_text": i.body_text,
+                    "body_html": i.body_html, "created_at": iso(now), "attempts": 0,
+                } for i in unique])
+        return unique
+
+    def outbox_keys(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(outbox.c.key)).scalars())
+
+    def pending(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Unsent messages still worth trying, oldest first."""
+        query = select(outbox).where(
+            outbox.c.sent_at.is_(None), outbox.c.attempts < MAX_ATTEMPTS,
+        ).order_by(outbox.c.created_at, outbox.c.key)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def mark_sent(self, key: str, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.key == key).values(
+                sent_at=iso(now), attempts=outbox.c.attempts + 1, last_error=None))
+
+    def mark_failed(self, key: str, error: str, *, final: bool = False) -> None:
+        """Record a failed attempt; a final failure (a refused address) is not retried."""
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.key == key).values(
+                attempts=MAX_ATTEMPTS if final else outbox.c.attempts + 1, last_error=error))
+
+    def outbox_frame(self) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(outbox.c.key, outbox.c.kind, outbox.c.entity_id,
+                                       outbox.c.created_at, outbox.c.sent_at,
+                                       outbox.c.attempts, outbox.c.last_error)).all()
+        return pd.DataFrame(rows, columns=["key", "kind", "entity_id", "created_at", "sent_at",
+                                           "attempts", "last_error"])
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def audit(self, events: Iterable[AuditEvent], now: datetime) -> int:
+        rows = [{"at": iso(now), "run_id": self.run_id, "entity": e.entity,
+                 "entity_id": e.entity_id, "event": e.event, "reason": e.reason,
+                 "details": e.details} for e in events]
+        if rows:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(audit), rows)
+            except SQLAlchemyError as exc:
+                raise StoreError(f"cannot write the audit log: {exc}") from None
+        return len(rows)
+
+    def audit_trail(self, entity_id: str | None = None) -> list[dict[str, Any]]:
+        query = select(audit).order_by(audit.c.id)
+        if entity_id is not None:
+            query = query.where(audit.c.entity_id == entity_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]

@@ -1,0 +1,1 @@
+"""Orchestration: the pipeline, the command line, run locking."""

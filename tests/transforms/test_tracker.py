@@ -1,0 +1,108 @@
+import pandas as pd
+
+from transforms.tracker import (
+    ACTIONS,
+    REPORTS,
+    assign_ids,
+    cell_text,
+    column_letter,
+    manager_changes,
+    merge_writes,
+    plan_sheet,
+    read_sheet,
+)
+
+HEADER = REPORTS.columns
+
+
+def desired(*rows: dict) -> pd.DataFrame:
+    frame = pd.DataFrame([{"Report ID": r["Report ID"], "Version": r.get("Version", 1),
+                           "Category": r.get("Category", "Medication")} for r in rows])
+    return frame.set_index("Report ID", drop=False)
+
+
+def row(values: dict) -> list:
+    return [values.get(title) for title in HEADER]
+
+
+def test_new_sheet_gets_header_and_rows():
+    state = read_sheet(REPORTS, None)
+    write, added, restored = plan_sheet(state, desired({"Report ID": "NM-000001"}), {})
+    assert write.create and write.header[1] == "Report ID"
+    assert write.append[0][:2] == ["NM-000001", 1] and added == ["NM-000001"]
+    assert restored == []
+
+
+def test_only_changed_system_cells_are_written_and_manager_cells_never():
+    sheet = [HEADER, row({"Report ID": "NM-000001", "Version": 1, "Category": "Medication",
+                          "Triage status": "Triaged"})]
+    state = read_sheet(REPORTS, sheet)
+    same, _, _ = plan_sheet(state, desired({"Report ID": "NM-000001"}), {})
+    assert not same
+    changed, _, _ = plan_sheet(state, desired({"Report ID": "NM-000001", "Version": 2}), {})
+    assert changed.cells == {(2, HEADER.index("Version") + 1): 2}
+
+
+def test_rows_found_by_key_after_sorting_and_added_columns():
+    header = ["My notes", *HEADER, "Also mine"]
+    sheet = [header,
+             ["call Sam", *row({"Report ID": "NM-000002", "Version": 1,
+                                "Category": "Medication"}), "x"],
+             ["", *row({"Report ID": "NM-000001", "Version": 1, "Category": "Transport"}), ""]]
+    state = read_sheet(REPORTS, sheet)
+    assert state.rows == {"NM-000002": 2, "NM-000001": 3}
+    write, _, _ = plan_sheet(state, desired({"Report ID": "NM-000001"},
+                                            {"Report ID": "NM-000002"}), {})
+    assert write.cells == {(3, HEADER.index("Category") + 2): "Medication"}
+
+
+def test_deleted_row_is_restored_with_stored_manager_values():
+    state = read_sheet(REPORTS, [HEADER])
+    manager = {"NM-000001": {"Triage status": "Closed", "Outcome for reporter": "New check"}}
+    write, added, restored = plan_sheet(state, desired({"Report ID": "NM-000001"}), manager)
+    assert restored == ["NM-000001"] and added == []
+    line = write.append[0]
+    assert line[HEADER.index("Triage status")] == "Closed"
+    assert line[HEADER.index("Outcome for reporter")] == "New check"
+
+
+def test_missing_known_column_is_added_at_the_end():
+    header = [h for h in HEADER if h != "Priority"]
+    state = read_sheet(REPORTS, [header])
+    write, _, _ = plan_sheet(state, desired({"Report ID": "NM-000001"}), {})
+    assert write.header == {len(header) + 1: "Priority"}
+
+
+def test_manager_changes_are_detected_old_to_new():
+    sheet = [HEADER, row({"Report ID": "NM-000001", "Triage status": "Closed",
+                          "Closed on": "2026-11-20"})]
+    state = read_sheet(REPORTS, sheet)
+    merged, changes = manager_changes(state, {"NM-000001": {"Triage status": "Triaged"},
+                                              "NM-000009": {"Triage status": "Closed"}})
+    assert {(c.column, c.old, c.new) for c in changes} == {
+        ("Triage status", "Triaged", "Closed"), ("Closed on", "", "2026-11-20")}
+    assert merged["NM-000009"] == {"Triage status": "Closed"}  # deleted row keeps its values
+
+
+def test_new_action_rows_get_ids():
+    header = ACTIONS.columns
+    sheet = [header, [None, "NM-000003", "Add a MAR check at handover", "Jo"] + [None] * 10,
+             [None] * 14]
+    state = read_sheet(ACTIONS, sheet)
+    write, assigned = assign_ids(state, ["A-0001"])
+    assert assigned == {"A-0001": 2} and write.cells == {(2, 1): "A-0001"}
+    assert state.values["A-0001"]["Action"] == "Add a MAR check at handover"
+
+
+def test_cell_text_and_letters():
+    assert cell_text(3.0) == "3" and cell_text(None) == "" and cell_text(" a ") == "a"
+    assert cell_text(pd.Timestamp("2026-11-20").to_pydatetime()) == "2026-11-20"
+    assert column_letter(1) == "A" and column_letter(28) == "AB"
+
+
+def test_writes_merge_per_sheet():
+    a = read_sheet(REPORTS, [HEADER])
+    w1, _, _ = plan_sheet(a, desired({"Report ID": "NM-000001"}), {})
+    w2, _, _ = plan_sheet(a, desired({"Report ID": "NM-000002"}), {})
+    merged = merge_writes(w1, w2)
+    assert len(merged) == 1 and len(merged[0].append) == 2

@@ -1,0 +1,82 @@
+import pandas as pd
+
+from transforms.triage import triage
+
+
+def frame(*rows: dict) -> pd.DataFrame:
+    base = {"description": None, "conditions": None, "safeguarding_cue": None,
+            "immediate_action": None, "potential_harm": "low", "category": "workflow"}
+    out = pd.DataFrame([{**base, "report_id": f"NM-{i:06d}", **r} for i, r in enumerate(rows, 1)])
+    out["submitted_at"] = pd.to_datetime(out["submitted_at"], utc=True, format="ISO8601")
+    return out
+
+
+def test_safeguarding_report_is_due_the_same_day(rules, tz):
+    out = triage(frame({"category": "safeguarding", "submitted_at": "2026-11-23 10:00"},
+                       {"category": "safeguarding", "submitted_at": "2026-11-23 22:30"}),
+                 rules, tz)
+    first, late = out.iloc[0], out.iloc[1]
+    assert first["pathway"] == "safeguarding_review" and first["priority"] == "P1"
+    assert first["triage_due"] == pd.Timestamp("2026-11-23 14:00", tz="UTC")  # + 4 h
+    assert late["triage_due"] == pd.Timestamp("2026-11-23 23:59", tz="UTC")  # end of day
+    assert first["rule_id"] == "safeguarding-category"
+    assert first["alert_roles"] == ["safeguarding_lead", "registered_manager"]
+    assert first["notification_risk"] and first["notification_reasons"] == "safeguarding concern"
+
+
+def test_same_day_uses_local_midnight_in_summer_time(rules, tz):
+    out = triage(frame({"category": "safeguarding", "submitted_at": "2026-07-01 21:30"}),
+                 rules, tz)
+    assert out.iloc[0]["triage_due"] == pd.Timestamp("2026-07-01 22:59", tz="UTC")
+
+
+def test_first_matching_rule_wins_and_default_catches_the_rest(rules, tz):
+    out = triage(frame(
+        {"category": "medication", "submitted_at": "2026-11-23 10:00"},
+        {"category": "medication", "potential_harm": "severe", "submitted_at": "2026-11-23 10:00"},
+        {"category": "transport", "description": "A stranger tried to talk her into leaving; "
+         "possible exploitation", "submitted_at": "2026-11-23 10:00"},
+        {"category": "escalation", "potential_harm": "moderate",
+         "submitted_at": "2026-11-23 10:00"},
+        {"category": "escalation", "potential_harm": "low", "submitted_at": "2026-11-23 10:00"},
+        {"category": "transport", "potential_harm": "none", "submitted_at": "2026-11-23 10:00"},
+        {"category": None, "potential_harm": None, "submitted_at": "2026-11-23 10:00"},
+    ), rules, tz)
+    assert out["rule_id"].tolist() == [
+        "medication", "medication-severe", "safeguarding-cues-in-text", "escalation-severe",
+        "escalation", "default-trend", "default-trend"]
+    assert out["pathway"].tolist()[:2] == ["medication_review", "medication_review"]
+    assert out["priority"].tolist()[:2] == ["P2", "P1"]
+    due = out["triage_due"] - pd.Timestamp("2026-11-23 10:00", tz="UTC")
+    assert due.iloc[0] == pd.Timedelta(hours=24)
+    assert out.iloc[4]["pathway"] == "clinical_review" and out.iloc[4]["priority"] == "P2"
+
+
+def test_keywords_match_whole_words_case_insensitively(rules, tz):
+    out = triage(frame(
+        {"description": "Noticed UNEXPLAINED BRUISING on arm", "submitted_at": "2026-11-23 10:00"},
+        {"description": "the abusers' list", "submitted_at": "2026-11-23 10:00"},
+        {"description": "Police attended after the fall", "category": "environment",
+         "potential_harm": "moderate", "submitted_at": "2026-11-23 10:00"},
+    ), rules, tz)
+    assert out["pathway"].tolist()[:2] == ["safeguarding_review", "operational_fix"]
+    assert "abuse or neglect cue" in out.iloc[0]["notification_reasons"]
+    assert out.iloc[2]["notification_reasons"] == "police involvement"
+    # "police" is also a safeguarding cue: routed there, proportionate to the risk
+    assert out.iloc[2]["pathway"] == "safeguarding_review"
+
+
+def test_serious_potential_harm_outside_the_named_categories(rules, tz):
+    out = triage(frame({"category": "workflow", "potential_harm": "catastrophic",
+                        "submitted_at": "2026-11-23 10:00"}), rules, tz)
+    assert out.iloc[0]["rule_id"] == "serious-potential-harm"
+    assert out.iloc[0]["notification_reasons"] == "serious potential harm"
+
+
+def test_vectorised_over_many_rows(rules, tz):
+    rows = [{"category": c, "submitted_at": "2026-11-23 10:00"} for c in
+            ["medication", "transport", "safeguarding"] * 2000]
+    out = triage(frame(*rows), rules, tz)
+    assert len(out) == 6000
+    assert out["pathway"].value_counts().to_dict() == {
+        "medication_review": 2000, "operational_fix": 2000, "safeguarding_review": 2000}

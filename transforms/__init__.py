@@ -1,0 +1,1 @@
+"""Pure pandas steps of the loop: DataFrames and values in, DataFrames out."""

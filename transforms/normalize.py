@@ -1,0 +1,326 @@
+"""Form answers -> canonical report fields, typed; responses -> reports.
+
+Three pure steps the pipeline runs in order:
+1. `map_answers`: each stored response's answers mapped to report fields by the config
+   mapping (question title, or question id for API sources), values coerced by field type.
+   Questions the mapping does not know are returned, never silently dropped.
+2. `plan_links`: which responses need a new report number and which add to an existing
+   report because the reporter quoted its reference (how a reporter supplies missing items).
+3. `combine`: one row per report; a later response of the same report fills or replaces the
+   fields it answers, an edited response replaces its own earlier version.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from config.rules import Rules
+
+REFERENCE = re.compile(r"(?i)\bnm[\s\-_]*0*(\d{1,9})\b")
+_TIME = re.compile(r"^\s*(\d{1,2})(?:[:.h](\d{2}))?(?::(\d{2}))?\s*([ap]\.?m\.?)?\s*$", re.I)
+_SPACE = re.compile(r"\s+")
+META_COLUMNS = ["report_id", "version", "source", "response_id", "submitted_at", "updated_at",
+                "reporter_name", "reporter_email", "anonymous", "held", "invalid_fields",
+                "problems"]
+
+
+def report_id(number: int) -> str:
+    return f"NM-{number:06d}"
+
+
+def _question_key(text: str) -> str:
+    """Titles compared without case or repeated spaces: forms tools vary in both."""
+    return _SPACE.sub(" ", str(text)).strip().casefold()
+
+
+@dataclass(frozen=True)
+class Mapped:
+    responses: pd.DataFrame  # one row per response, canonical fields
+    unmapped: pd.DataFrame  # source, question, responses (count)
+
+
+def _text(value: Any) -> str | None:
+    """Stripped text, or None for blanks and pandas' missing markers."""
+    if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _choice_lookup(choices: dict[str, str]) -> dict[str, str]:
+    lookup = {}
+    for key, label in choices.items():
+        lookup[_question_key(key)] = key
+        lookup[_question_key(label)] = key
+    return lookup
+
+
+def _split_multi(value: Any, lookup: dict[str, str]) -> list[str] | None:
+    """Multi-select answers: Google joins ticked options with ", ", Microsoft with ";".
+
+    Options whose own label contains ", " are re-joined when the pieces make a known label.
+    Unrecognised pieces are kept as typed so the checks can name them.
+    """
+    if not isinstance(value, list | tuple) and _text(value) is None:
+        return None
+    parts = list(value) if isinstance(value, list | tuple) else re.split(
+        r"\s*;\s*|,\s+", str(value))
+    parts = [p.strip() for p in parts if p and p.strip()]
+    out: list[str] = []
+    i = 0
+    while i < len(parts):
+        for j in range(len(parts), i, -1):
+            joined = ", ".join(parts[i:j])
+            if _question_key(joined) in lookup:
+                out.append(lookup[_question_key(joined)])
+                i = j
+                break
+        else:
+            out.append(parts[i])
+            i += 1
+    seen: list[str] = []
+    for item in out:
+        if item not in seen:
+            seen.append(item)
+    return seen or None
+
+
+def _parse_time(value: str) -> str | None:
+    m = _TIME.match(value)
+    if not m:
+        return None
+    hour, minute = int(m.group(1)), int(m.group(2) or 0)
+    ampm = (m.group(4) or "").lower().replace(".", "")
+    if ampm:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if ampm == "pm" else 0)
+    if hour > 23 or minute > 59:
+        return None
+    return f"{hour:02d}:{minute:02d}"
+
+
+def _parse_datetimes(values: pd.Series, tz: ZoneInfo, dayfirst: bool) -> pd.Series:
+    """Answers to date/time questions as UTC: ISO text first, then the locale's day order.
+
+    Wall-clock answers are read in the deployment's zone; in the repeated hour of an autumn
+    clock change the first occurrence is taken.
+    """
+    text = values.astype("string").str.strip()
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
+    zoned = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True, na=False)
+    naive = text[~zoned & text.notna()]
+    if len(naive):
+        parsed = pd.to_datetime(naive, format="ISO8601", errors="coerce")
+        rest = parsed.isna()
+        if rest.any():
+            parsed = parsed.where(~rest, pd.to_datetime(
+                naive.where(rest), format="mixed", dayfirst=dayfirst, errors="coerce"))
+        local = parsed.dt.tz_localize(tz, ambiguous=np.ones(len(parsed), dtype=bool),
+                                      nonexistent="shift_forward")
+        out.loc[naive.index] = local.dt.tz_convert("UTC")
+    if zoned.any():
+        out.loc[zoned] = pd.to_datetime(text[zoned], utc=True, format="ISO8601",
+                                        errors="coerce")
+    return out
+
+
+def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], rules: Rules,
+                tz: ZoneInfo, dayfirst: bool = True) -> Mapped:
+    """Map each response's answers to the rules' fields and coerce them to their types.
+
+    `responses` is the store's latest version of each response (source, response_id,
+    version, submitted_at, first_submitted_at, payload); `mappings` is per source name,
+    question title or id -> field (or "ignore").
+    """
+    fields = list(rules.fields)
+    lookups = {s: {_question_key(q): f for q, f in m.items()} for s, m in mappings.items()}
+    rows: list[dict[str, Any]] = []
+    unmapped: dict[tuple[str, str], int] = {}
+    problems: list[list[str]] = []
+    held: list[str | None] = []
+    for source, payload in zip(responses["source"], responses["payload"], strict=True):
+        lookup = lookups.get(source, {})
+        titles = payload.get("titles") or {}
+        row: dict[str, Any] = {}
+        notes: list[str] = []
+        unknown: list[str] = []
+        for question, answer in (payload.get("answers") or {}).items():
+            title = titles.get(question)
+            field = lookup.get(_question_key(question)) or (
+                lookup.get(_question_key(title)) if title else None)
+            if field is None:
+                name = f"{title} ({question})" if title else question
+                unmapped[(source, name)] = unmapped.get((source, name), 0) + 1
+                unknown.append(name)
+            elif field != "ignore" and row.get(field) in (None, ""):
+                row[field] = answer
+        if payload.get("unreadable_timestamp"):
+            notes.append(f"submission time {payload['unreadable_timestamp']!r} could not be "
+                         "read; the time it was first seen is used")
+        row["_respondent_email"] = payload.get("respondent_email")
+        row["_respondent_name"] = payload.get("respondent_name")
+        rows.append(row)
+        problems.append(notes)
+        # An answer to a question nobody mapped may change what the report means: hold the
+        # report until the mapping says what the question is (a field, or `ignore`).
+        held.append("answers a question the mapping does not know: " + "; ".join(
+            repr(u) for u in unknown) if unknown else None)
+
+    raw = pd.DataFrame(rows, index=responses.index, columns=[*fields, "_respondent_email",
+                                                             "_respondent_name"])
+    out = responses[["source", "response_id", "version", "submitted_at",
+                     "first_submitted_at"]].copy()
+    invalid: list[list[str]] = [[] for _ in range(len(out))]
+    for name in fields:
+        spec = rules.fields[name]
+        col = raw[name].astype(object).map(lambda v: v if isinstance(v, list) else _text(v))
+        if spec.type in ("choice", "ordinal"):
+            lookup = _choice_lookup(rules.choices(name))
+            col = col.map(lambda v, lk=lookup: None if _text(v) is None else lk.get(
+                _question_key(" ".join(v) if isinstance(v, list) else v),
+                " ".join(v) if isinstance(v, list) else v))
+        elif spec.type == "multi":
+            lookup = _choice_lookup(rules.choices(name))
+            col = col.map(lambda v, lk=lookup: _split_multi(v, lk))
+        elif spec.type == "datetime":
+            parsed = _parse_datetimes(col, tz, dayfirst)
+            for i in np.flatnonzero(col.notna().to_numpy() & parsed.isna().to_numpy()):
+                invalid[i].append(name)
+                problems[i].append(f"{spec.label}: {col.iloc[i]!r} is not a date and time")
+            out[name] = parsed
+            continue
+        elif spec.type == "time":
+            parsed_t = col.map(lambda v: None if _text(v) is None else _parse_time(str(v)))
+            for i in np.flatnonzero(col.notna().to_numpy() & parsed_t.isna().to_numpy()):
+                invalid[i].append(name)
+                problems[i].append(f"{spec.label}: {col.iloc[i]!r} is not a time of day")
+            col = parsed_t
+        elif spec.type == "email":
+            col = col.map(lambda v: None if _text(v) is None else str(v).lower())
+        else:
+            col = col.map(lambda v: ", ".join(v) if isinstance(v, list) else v)
+        out[name] = col
+    # The form's own respondent fields stand in when the reporter left the questions blank.
+    if "reporter_email" in out:
+        email = raw["_respondent_email"].map(lambda v: _text(v) and _text(v).lower())
+        out["reporter_email"] = out["reporter_email"].where(out["reporter_email"].notna(), email)
+    if "reporter_name" in out:
+        out["reporter_name"] = out["reporter_name"].where(out["reporter_name"].notna(),
+                                                          raw["_respondent_name"].map(_text))
+    out["invalid_fields"] = invalid
+    out["problems"] = problems
+    out["held"] = pd.Series(held, index=out.index, dtype=object)
+    unmapped_frame = pd.DataFrame(
+        [(s, q, n) for (s, q), n in sorted(unmapped.items())],
+        columns=["source", "question", "responses"])
+    return Mapped(responses=out, unmapped=unmapped_frame)
+
+
+def normalise_reference(value: Any) -> str | None:
+    """"nm 123", "NM-000123" and "NM000123" all name report NM-000123."""
+    if not isinstance(value, str):
+        return None
+    m = REFERENCE.search(value)
+    return report_id(int(m.group(1))) if m else None
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """What the store must record before reports can be combined."""
+
+    needs_number: pd.DataFrame  # source, response_id in submission order: allocate new ids
+    follow_ups: pd.DataFrame  # source, response_id, reference: resolve after allocation
+
+
+def plan_links(mapped: pd.DataFrame, links: pd.DataFrame) -> LinkPlan:
+    """Split unlinked responses into new reports and follow-ups quoting a reference.
+
+    Links never change once made: a response keeps the report it was first given.
+    """
+    known = set(zip(links["source"], links["response_id"], strict=True))
+    keys = list(zip(mapped["source"], mapped["response_id"], strict=True))
+    unlinked = mapped[[k not in known for k in keys]]
+    if "report_reference" in unlinked:
+        refs = unlinked["report_reference"].map(normalise_reference)
+    else:
+        refs = pd.Series(None, index=unlinked.index, dtype=object)
+    order = unlinked.assign(reference=refs).sort_values(
+        ["first_submitted_at", "source", "response_id"], kind="stable")
+    new = order[order["reference"].isna()][["source", "response_id"]].reset_index(drop=True)
+    follow = order[order["reference"].notna()][["source", "response_id", "reference"]]
+    return LinkPlan(needs_number=new, follow_ups=follow.reset_index(drop=True))
+
+
+def resolve_follow_ups(follow_ups: pd.DataFrame, known_reports: set[str]) -> tuple[
+        pd.DataFrame, pd.DataFrame]:
+    """Follow-ups naming a known report join it; the others become new reports.
+
+    Returns (links to add with how="reference", responses that still need a number).
+    """
+    found = follow_ups["reference"].isin(known_reports)
+    joined = follow_ups[found].rename(columns={"reference": "report_id"}).assign(how="reference")
+    return joined.reset_index(drop=True), follow_ups[~found][["source", "response_id"]]
+
+
+def combine(mapped: pd.DataFrame, links: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """One row per report from its responses (in submission order, later answers win)."""
+    linked = mapped.merge(links[["source", "response_id", "report_id", "how"]],
+                          on=["source", "response_id"], how="inner", validate="one_to_one")
+    linked = linked.sort_values(["report_id", "first_submitted_at", "source", "response_id"],
+                                kind="stable")
+    fields = list(rules.fields)
+    grouped = linked.groupby("report_id", sort=True)
+    reports = grouped[fields].last()  # last non-null answer of each field
+    firsts = linked[linked["how"] == "new"].drop_duplicates("report_id").set_index("report_id")
+    reports["source"] = firsts["source"]
+    reports["response_id"] = firsts["response_id"]
+    reports["version"] = grouped["version"].sum()
+    reports["submitted_at"] = grouped["first_submitted_at"].min()
+    reports["updated_at"] = grouped["submitted_at"].max()
+    # An unreadable answer is null, so a field stays invalid only while no answer is readable.
+    invalid = grouped["invalid_fields"].agg(lambda s: sorted({f for fs in s for f in fs}))
+    reports["invalid_fields"] = [[f for f in fs if pd.isna(reports.at[rid, f])]
+                                 for rid, fs in invalid.items()]
+    reports["problems"] = grouped["problems"].agg(lambda s: [p for ps in s for p in ps])
+    reports["held"] = grouped["held"].agg(lambda s: "; ".join(dict.fromkeys(
+        h for h in s if isinstance(h, str))) or None)
+    bad_refs = linked[(linked["how"] == "new") & linked.get(
+        "report_reference", pd.Series(None, index=linked.index)).notna()]
+    for rid, ref in zip(bad_refs["report_id"], bad_refs["report_reference"], strict=True):
+        if normalise_reference(ref) and normalise_reference(ref) != rid:
+            reports.at[rid, "problems"] = [*reports.at[rid, "problems"],
+                                           f"earlier report {ref!r} was not found; "
+                                           "recorded as a new report"]
+    named = reports.get("reporter_name", pd.Series(None, index=reports.index)).notna()
+    mailed = reports.get("reporter_email", pd.Series(None, index=reports.index)).notna()
+    reports["anonymous"] = ~(named | mailed)
+    reports = reports.reset_index()
+    return reports[[c for c in META_COLUMNS if c in reports] + [
+        f for f in fields if f not in META_COLUMNS]]
+
+
+def to_records(reports: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready dicts of reports for the store: times as ISO text, missing as None."""
+    frame = reports.copy()
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.DatetimeTZDtype):
+            frame[col] = frame[col].map(lambda t: None if pd.isna(t) else t.isoformat())
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+            for r in records]
+
+
+def local_time(value: datetime | pd.Timestamp | None, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M"
+               ) -> str:
+    """A UTC time as the deployment's wall-clock text, "" when missing."""
+    if value is None or pd.isna(value):
+        return ""
+    return pd.Timestamp(value).tz_convert(tz).strftime(fmt)
