@@ -1,0 +1,159 @@
+"""Building RFC 5322 messages from outbox rows, and the local mail transports.
+
+Every transport receives the same `EmailMessage`; the Message-ID is derived from the
+outbox idempotency key, so even a message sent twice after a crash is recognisable as one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Any
+
+from connectors.base import Sender
+from connectors.errors import MailError
+
+
+def message_id(key: str, sender: str) -> str:
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "nearmiss.invalid"
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@{domain}>"
+
+
+def build_message(item: dict[str, Any], sender: str, reply_to: str | None,
+                  now: datetime) -> EmailMessage:
+    """An outbox row as a multipart/alternative message (text first, HTML second)."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = ", ".join(item["recipients"])
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = item["subject"]
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id(item["key"], sender)
+    msg["X-Nearmiss-Key"] = item["key"]
+    msg.set_content(item["body_text"])
+    if item.get("body_html"):
+        msg.add_alternative(item["body_html"], subtype="html")
+    return msg
+
+
+def _valid_address(address: str) -> bool:
+    try:
+        Address(addr_spec=address)
+    except (ValueError, IndexError):
+        return False
+    return "@" in address
+
+
+class EmlFolderTransport:
+    """Writes each message as `<key>.eml` into a folder: the default "outbox" transport.
+
+    The file name comes from the idempotency key, so re-sending rewrites the same file.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    @contextmanager
+    def connect(self) -> Iterator[Sender]:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MailError(f"cannot create the outbox folder {self.folder}: {exc.strerror}",
+                            stop_run=True) from None
+
+        def send(message: EmailMessage) -> None:
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(message["X-Nearmiss-Key"]))
+            target = self.folder / f"{name}.eml"
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".eml")
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(bytes(message))
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise MailError(f"cannot write {target}: {exc.strerror}", stop_run=True) from None
+
+        yield send
+
+
+class SmtpTransport:
+    """One SMTP connection per run: STARTTLS (587), implicit TLS (465) or plain (relay)."""
+
+    def __init__(self, host: str, port: int, security: str = "starttls",
+                 username: str | None = None, password: str | None = None,
+                 timeout: float = 30, ca_file: Path | None = None) -> None:
+        self.host, self.port, self.security = host, port, security
+        self.username, self.password, self.timeout = username, password, timeout
+        self.context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+    def _open(self) -> smtplib.SMTP:
+        where = f"{self.host}:{self.port}"
+        try:
+            if self.security == "tls":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                                      context=self.context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                if self.security == "starttls":
+                    smtp.starttls(context=self.context)
+            if self.username:
+                smtp.login(self.username, self.password or "")
+            return smtp
+        except smtplib.SMTPAuthenticationError:
+            raise MailError(f"the SMTP server {where} refused the login of {self.username}: "
+                            "check the user and the password variable", stop_run=True) from None
+        except smtplib.SMTPNotSupportedError:
+            raise MailError(f"the SMTP server {where} does not offer STARTTLS: set "
+                            "mail.transport.security to tls or none", stop_run=True) from None
+        except ssl.SSLError as exc:
+            raise MailError(f"TLS with the SMTP server {where} failed: {exc.reason}",
+                            stop_run=True) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailError(f"cannot connect to the SMTP server {where}: {exc}",
+                            stop_run=True) from None
+
+    @contextmanager
+    def connect(self) -> Iterator[Sender]:
+        smtp = self._open()
+
+        def send(message: EmailMessage) -> str | None:
+            bad = [a for a in message["To"].split(", ") if not _valid_address(a.strip())]
+            if bad:
+                raise MailError(f"not an email address: {bad[0]!r}", retry_later=False)
+            try:
+                refused = smtp.send_message(message)
+            except smtplib.SMTPRecipientsRefused as exc:
+                codes = {code for code, _ in exc.recipients.values()}
+                raise MailError(f"recipients refused: {', '.join(exc.recipients)}",
+                                retry_later=any(c < 500 for c in codes)) from None
+            except smtplib.SMTPResponseException as exc:
+                if exc.smtp_code == 421:  # service closing: the connection is gone
+                    raise MailError(f"the SMTP server closed the session: {exc.smtp_error!r}",
+                                    stop_run=True) from None
+                raise MailError(f"the SMTP server refused the message ({exc.smtp_code})",
+                                retry_later=exc.smtp_code < 500) from None
+            except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+                raise MailError(f"the SMTP connection was lost: {exc}", stop_run=True) from None
+            if refused:
+                # Delivered to the others already: sending again would duplicate it for them.
+                return f"not delivered to {', '.join(refused)}"
+            return None
+
+        try:
+            yield send
+        finally:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()

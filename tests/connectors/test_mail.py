@@ -1,0 +1,114 @@
+import email
+from email import policy
+
+import pandas as pd
+import pytest
+
+from connectors.errors import MailError
+from connectors.mail import EmlFolderTransport, SmtpTransport, build_message, message_id
+from connectors.templates import Renderer
+from tests.fakes.smtp import SmtpServer, free_port
+
+NOW = pd.Timestamp("2026-11-23 09:00", tz="UTC").to_pydatetime()
+
+
+def item(key: str = "ack:NM-000001", to: list[str] | None = None) -> dict:
+    return {"key": key, "recipients": to or ["kim@example.org"], "subject": "Near miss",
+            "body_text": "Thank you", "body_html": "<p>Thank you</p>"}
+
+
+def message(key: str = "ack:NM-000001", to: list[str] | None = None):
+    return build_message(item(key, to), "Loop <loop@care.example>", "quality@care.example", NOW)
+
+
+def test_message_is_rfc5322_multipart_with_stable_id():
+    msg = message()
+    parsed = email.message_from_bytes(bytes(msg), policy=policy.default)
+    assert parsed["Message-ID"] == message_id("ack:NM-000001", "loop@care.example")
+    assert parsed["Message-ID"].endswith("@care.example>")
+    assert parsed.get_content_type() == "multipart/alternative"
+    assert parsed.get_body(("plain",)).get_content().strip() == "Thank you"
+    assert parsed["Reply-To"] == "quality@care.example"
+
+
+def test_eml_folder_writes_one_file_per_key(tmp_path):
+    transport = EmlFolderTransport(tmp_path / "outbox")
+    with transport.connect() as send:
+        send(message())
+        send(message())  # sending again rewrites the same file
+        send(message("alert:NM-000001:safeguarding_review"))
+    files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
+    assert files == ["ack_NM-000001.eml", "alert_NM-000001_safeguarding_review.eml"]
+
+
+def test_smtp_delivers_over_one_connection():
+    with SmtpServer() as server:
+        transport = SmtpTransport("127.0.0.1", server.port, security="none")
+        with transport.connect() as send:
+            send(message("a"))
+            send(message("b"))
+        assert server.keys() == ["a", "b"]
+
+
+def test_smtp_login_refused_and_server_down_are_clear():
+    with SmtpServer(username="loop", password="right") as server:
+        good = SmtpTransport("127.0.0.1", server.port, "none", "loop", "right")
+        with good.connect() as send:
+            send(message())
+        bad = SmtpTransport("127.0.0.1", server.port, "none", "loop", "wrong")
+        with pytest.raises(MailError, match="refused the login of loop") as err:
+            with bad.connect():
+                pass
+        assert err.value.stop_run
+    with pytest.raises(MailError, match="cannot connect to the SMTP server"):
+        with SmtpTransport("127.0.0.1", free_port(), "none", timeout=2).connect():
+            pass
+
+
+def test_smtp_without_starttls_says_how_to_fix():
+    with SmtpServer() as server:
+        with pytest.raises(MailError, match="does not offer STARTTLS"):
+            with SmtpTransport("127.0.0.1", server.port, "starttls").connect():
+                pass
+
+
+def test_refused_recipient_and_temporary_rejection():
+    with SmtpServer() as server:
+        server.refuse = {"gone@example.org"}
+        transport = SmtpTransport("127.0.0.1", server.port, "none")
+        with transport.connect() as send:
+            with pytest.raises(MailError) as err:
+                send(message(to=["gone@example.org"]))
+            assert not err.value.retry_later  # 550: permanent
+            note = send(message("two", to=["gone@example.org", "kim@example.org"]))
+            assert "gone@example.org" in note  # delivered to the other: not sent again
+            server.reject_after = 1
+            with pytest.raises(MailError) as err:
+                send(message("three"))
+            assert err.value.retry_later and not err.value.stop_run
+
+
+def test_dropped_connection_stops_the_run():
+    with SmtpServer() as server:
+        server.drop_after = 0
+        with pytest.raises(MailError) as err:
+            with SmtpTransport("127.0.0.1", server.port, "none", timeout=5).connect() as send:
+                send(message())
+        assert err.value.stop_run
+
+
+def test_templates_escape_html_and_can_be_overridden(tmp_path):
+    ctx = {"provider": "Oak <Care>", "tracker": "t.xlsx", "report": {
+        "id": "NM-000001", "category": "<script>alert(1)</script>", "service": "Oak House",
+        "submitted": "2026-11-20 10:00", "pathway": "Operational fix",
+        "triage_due": "Sat 21 Nov 10:00"}}
+    subject, text, html = Renderer().render("acknowledgement", ctx)
+    assert subject == "Near miss NM-000001 received: thank you"
+    assert "<script>" in text and "<script>" not in html
+    assert "&lt;script&gt;" in html and "Oak &lt;Care&gt;" in html
+    (tmp_path / "acknowledgement.txt.j2").write_text("Subject: Got it {{ report.id }}\nThanks")
+    subject, text, _ = Renderer(tmp_path).render("acknowledgement", ctx)
+    assert (subject, text) == ("Got it NM-000001", "Thanks")
+    (tmp_path / "outcome.txt.j2").write_text("No subject line {{ report.id }}")
+    with pytest.raises(Exception, match="must start with a 'Subject:' line"):
+        Renderer(tmp_path).render("outcome", ctx)

@@ -1,0 +1,68 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that records what it receives and can be told
+to refuse recipients, reject messages or drop the connection part-way through a run."""
+
+from __future__ import annotations
+
+import socket
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpServer:
+    """`messages` holds every accepted message; set `refuse`, `reject_after`,
+    `drop_after` or `down` to misbehave the way real relays do."""
+
+    def __init__(self, username: str | None = None, password: str | None = None) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse: set[str] = set()  # recipients answered 550
+        self.reject_after: int | None = None  # answer 451 to DATA once this many accepted
+        self.drop_after: int | None = None  # close the connection once this many accepted
+        self.username, self.password = username, password
+        self.port = free_port()
+        kwargs = {}
+        if username:
+            kwargs = {"authenticator": self._auth, "auth_require_tls": False,
+                      "auth_required": True}
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
+
+    def _auth(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and (
+            auth_data.login.decode(), auth_data.password.decode()) == (self.username,
+                                                                       self.password)
+        # handled=False lets aiosmtpd answer 535 itself; True would leave the client hanging
+        return AuthResult(success=ok, handled=False)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.drop_after is not None and len(self.messages) >= self.drop_after:
+            server.transport.close()
+            return "421 closing"
+        if self.reject_after is not None and len(self.messages) >= self.reject_after:
+            return "451 4.3.0 try again later"
+        self.messages.append(message_from_bytes(envelope.original_content or envelope.content,
+                                                policy=policy.default))
+        return "250 Message accepted for delivery"
+
+    def keys(self) -> list[str]:
+        return [str(m["X-Nearmiss-Key"]) for m in self.messages]
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
