@@ -1,0 +1,257 @@
+"""Google credentials, clients and the one place Google errors are judged retryable or not.
+
+A deployment authenticates either as a service account (key file path in an environment
+variable; optional domain-wide delegation for Gmail) or as a user who consented once with
+`nearmiss auth google`. Each connector asks only for the scopes it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from config.settings import GoogleSettings
+from connectors.errors import ApiError, NearmissError, RetryableApiError, parse_retry_after
+from connectors.errors import with_retries as _with_retries
+
+T = TypeVar("T")
+
+SCOPES = {
+    "forms": ["https://www.googleapis.com/auth/forms.body.readonly",
+              "https://www.googleapis.com/auth/forms.responses.readonly"],
+    "sheets": ["https://www.googleapis.com/auth/spreadsheets"],
+    "gmail": ["https://www.googleapis.com/auth/gmail.send"],
+}
+HOSTS = {"forms": "https://forms.googleapis.com", "sheets": "https://sheets.googleapis.com",
+         "gmail": "https://gmail.googleapis.com"}
+
+
+class _Rewrite(HTTPAdapter):
+    """Send requests for a Google host to another base URL (a private endpoint or proxy)."""
+
+    def __init__(self, source: str, target: str) -> None:
+        super().__init__()
+        self.source, self.target = source, target.rstrip("/")
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if request.url and request.url.startswith(self.source):
+            request.url = self.target + request.url[len(self.source):]
+        return super().send(request, **kwargs)
+
+
+class Pacer:
+    """Spaces requests so a run stays under a per-user per-minute quota (Sheets: 60)."""
+
+    def __init__(self, per_minute: int, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 60.0 / per_minute
+        self.sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                self.sleep(self._next - now)
+            self._next = max(now, self._next) + self.interval
+
+
+class GoogleClients:
+    """Credentials and HTTP plumbing shared by the Forms, Sheets and Gmail connectors.
+
+    `credentials` may be None for an unauthenticated client (local fakes); `endpoint`
+    replaces the Google hosts (private endpoints, tests); `sleep` is what backoff and
+    pacing wait with.
+    """
+
+    def __init__(self, credentials: Any = None, *, gmail_credentials: Any = None,
+                 endpoint: str | None = None, max_requests_per_minute: int = 50,
+                 sleep: Callable[[float], None] = time.sleep, timeout: float = 60,
+                 attempts: int = 6) -> None:
+        self.credentials = credentials
+        self.gmail_credentials = gmail_credentials or credentials
+        self.endpoint = endpoint.rstrip("/") if endpoint else None
+        self.pacer = Pacer(max_requests_per_minute, sleep)
+        self.sleep = sleep
+        self.timeout = timeout
+        self.attempts = attempts
+
+    @classmethod
+    def from_settings(cls, settings: GoogleSettings,
+                      apis: Iterable[str] = ("forms", "sheets", "gmail")) -> GoogleClients:
+        apis = list(apis)
+        scopes = [s for api in apis if api != "gmail" for s in SCOPES[api]]
+        if settings.auth == "service_account":
+            from google.oauth2 import service_account
+
+            path = _env_path(settings.key_file_env, "the service account key file")
+            try:
+                base = service_account.Credentials.from_service_account_file(str(path))
+            except (ValueError, KeyError, json.JSONDecodeError):
+                raise NearmissError(f"{path} is not a service account key file: download a "
+                                    "JSON key for the service account") from None
+            creds = base.with_scopes(scopes) if scopes else None
+            gmail = base.with_scopes(SCOPES["gmail"])
+            if settings.delegated_user:
+                gmail = gmail.with_subject(settings.delegated_user)
+            return cls(creds, gmail_credentials=gmail,
+                       max_requests_per_minute=settings.max_requests_per_minute)
+        from google.oauth2.credentials import Credentials
+
+        token = Path(settings.token_file)
+        if not token.exists():
+            raise NearmissError(f"no Google user token at {token}: run `nearmiss auth google` "
+                                "once to create it")
+        try:
+            creds = Credentials.from_authorized_user_file(str(token))
+        except (ValueError, KeyError, json.JSONDecodeError):
+            raise NearmissError(f"{token} is not a Google user token: run `nearmiss auth "
+                                "google` again") from None
+        return cls(creds, max_requests_per_minute=settings.max_requests_per_minute)
+
+    @property
+    def account(self) -> str:
+        """Who the connectors act as, for messages such as "share the sheet with ..."."""
+        email = getattr(self.credentials, "service_account_email", None)
+        return email or "the account that ran `nearmiss auth google`"
+
+    def service(self, api: str, version: str) -> Any:
+        """A google-api-python-client resource from the bundled discovery document (no
+        network at build time), pointed at `endpoint` when one is set."""
+        import httplib2
+        from googleapiclient.discovery import build
+
+        options = {"api_endpoint": self.endpoint + "/"} if self.endpoint else None
+        creds = self.gmail_credentials if api == "gmail" else self.credentials
+        if creds is None:
+            return build(api, version, http=httplib2.Http(timeout=self.timeout),
+                         client_options=options, static_discovery=True, cache_discovery=False)
+        import google_auth_httplib2
+
+        http = google_auth_httplib2.AuthorizedHttp(creds, http=httplib2.Http(
+            timeout=self.timeout))
+        return build(api, version, http=http, client_options=options, static_discovery=True,
+                     cache_discovery=False)
+
+    def session(self, api: str = "sheets") -> requests.Session:
+        """A requests session (for gspread) authorised with the credentials."""
+        if self.credentials is None:
+            session = requests.Session()
+        else:
+            from google.auth.transport.requests import AuthorizedSession
+
+            session = AuthorizedSession(self.credentials)
+        if self.endpoint:
+            session.mount(HOSTS[api], _Rewrite(HOSTS[api], self.endpoint))
+        return session
+
+    def call(self, what: str, fn: Callable[[], T],
+             explain: Callable[[ApiError], str | None] | None = None) -> T:
+        """Run one request: paced, retried on quota and server errors with backoff
+        (honouring Retry-After), and any failure turned into a one-line ApiError.
+
+        `explain` may give the fix for a status the caller understands (403: share it).
+        """
+        def attempt() -> T:
+            self.pacer.wait()
+            try:
+                return fn()
+            except ApiError:
+                raise
+            except Exception as exc:  # every client library raises its own types
+                raise classify(exc, what) from None
+
+        try:
+            return _with_retries(attempt, attempts=self.attempts, sleep=self.sleep)
+        except ApiError as exc:
+            fix = explain(exc) if explain else None
+            if fix:
+                raise ApiError(f"{what}: {fix}", exc.status) from None
+            raise
+
+
+def classify(exc: BaseException, what: str) -> ApiError:
+    """The single judgement of a Google failure: retryable (429, 5xx, time-outs, dropped
+    connections) or not, with a message naming what was being done."""
+    status, message, retry_after = None, str(exc) or type(exc).__name__, None
+    try:
+        from googleapiclient.errors import HttpError
+    except ImportError:  # pragma: no cover - the dependency is required
+        HttpError = ()  # type: ignore[assignment] # noqa: N806
+    from google.auth import exceptions as auth_exceptions
+
+    if isinstance(exc, HttpError):
+        status = int(exc.resp.status)
+        message = _google_message(exc.content) or exc.reason or message
+        retry_after = parse_retry_after(exc.resp.get("retry-after"))
+    elif isinstance(exc, requests.HTTPError) or hasattr(exc, "response") and isinstance(
+            getattr(exc, "response", None), requests.Response):
+        response = exc.response
+        status = response.status_code
+        message = _google_message(response.content) or message
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    elif isinstance(exc, auth_exceptions.RefreshError):
+        return ApiError(f"{what}: Google refused the credentials ({_first_line(exc)}): check "
+                        "the key file, or run `nearmiss auth google` again")
+    elif isinstance(exc, requests.ConnectionError | requests.Timeout | socket.timeout
+                    | TimeoutError | ConnectionError | auth_exceptions.TransportError
+                    | OSError):
+        return RetryableApiError(f"{what}: cannot reach Google ({type(exc).__name__})")
+    if status is None:
+        return ApiError(f"{what}: {_first_line(exc)}")
+    text = f"{what}: HTTP {status}: {message}"
+    if status in (408, 429) or status >= 500:
+        return RetryableApiError(text, status, retry_after)
+    return ApiError(text, status)
+
+
+def _google_message(body: bytes | str | None) -> str | None:
+    try:
+        data = json.loads(body or b"")
+    except (ValueError, TypeError):
+        return None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        return error.get("message")
+    return data.get("error_description") if isinstance(data, dict) else None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _env_path(variable: str, what: str) -> Path:
+    value = os.environ.get(variable)
+    if not value:
+        raise NearmissError(f"environment variable {variable} is not set: export the path of "
+                            f"{what}")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise NearmissError(f"{variable} points at {path}, which does not exist")
+    return path
+
+
+def authorise_user(settings: GoogleSettings) -> Path:
+    """The one-time OAuth consent of `nearmiss auth google`: a local redirect, then the
+    token (with its refresh token) stored where the config says, readable by the owner only.
+    """
+    from google_auth_oauthlib.flow import InstalledAppFlow
+
+    secrets = _env_path(settings.client_secrets_env, "the OAuth client secrets file")
+    scopes = [s for api in ("forms", "sheets", "gmail") for s in SCOPES[api]]
+    flow = InstalledAppFlow.from_client_secrets_file(str(secrets), scopes=scopes)
+    creds = flow.run_local_server(port=0, open_browser=False)
+    token = Path(settings.token_file)
+    token.parent.mkdir(parents=True, exist_ok=True)
+    token.write_text(creds.to_json())
+    token.chmod(0o600)
+    return token

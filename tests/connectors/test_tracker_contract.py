@@ -1,0 +1,93 @@
+"""One contract for every Tracker: what the pipeline relies on, whatever the backend."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.base import SheetWrite, Tracker
+from transforms.tracker import ACTIONS, REPORTS, SHEETS, cell_text
+
+
+def xlsx(tmp_path: Path) -> Iterator[Callable[[], Tracker]]:
+    from connectors.xlsx_tracker import XlsxTracker
+
+    path = tmp_path / "tracker.xlsx"
+    yield lambda: XlsxTracker(path)  # a fresh instance per run, as in production
+
+
+IMPLEMENTATIONS = {"xlsx": xlsx}
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def make(request, tmp_path) -> Iterator[Callable[[], Tracker]]:
+    yield from IMPLEMENTATIONS[request.param](tmp_path)
+
+
+def text(rows: list[list]) -> list[list[str]]:
+    """Compare what a manager sees: backends differ in types, not in text."""
+    out = [[cell_text(c) for c in row] for row in rows]
+    for row in out:
+        while row and row[-1] == "":
+            row.pop()
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def create(make, spec=REPORTS, rows=None) -> None:
+    make().write([SheetWrite(spec=spec, create=True, header=dict(enumerate(spec.columns, 1)),
+                             append=rows or [])])
+
+
+def test_missing_sheets_are_absent(make):
+    assert make().read(SHEETS) == {}
+
+
+def test_created_sheet_reads_back_header_and_rows(make):
+    create(make, rows=[["NM-000001", 1, "2026-11-20 10:00"], ["NM-000002", 2]])
+    rows = text(make().read([REPORTS])["Reports"])
+    assert rows[0] == REPORTS.columns
+    assert rows[1:] == [["NM-000001", "1", "2026-11-20 10:00"], ["NM-000002", "2"]]
+
+
+def test_cells_update_in_place_and_rows_append_after_the_last(make):
+    create(make, rows=[["NM-000001", 1], ["NM-000002", 1]])
+    make().write([SheetWrite(spec=REPORTS, cells={(3, 2): 2},
+                             append=[["NM-000003", 1]])])
+    rows = text(make().read([REPORTS])["Reports"])
+    assert rows[1:] == [["NM-000001", "1"], ["NM-000002", "2"], ["NM-000003", "1"]]
+
+
+def test_several_sheets_in_one_write(make):
+    make().write([
+        SheetWrite(spec=REPORTS, create=True, header=dict(enumerate(REPORTS.columns, 1)),
+                   append=[["NM-000001"]]),
+        SheetWrite(spec=ACTIONS, create=True, header=dict(enumerate(ACTIONS.columns, 1))),
+    ])
+    got = make().read(SHEETS)
+    assert set(got) == {"Reports", "Actions"}
+    assert text(got["Actions"]) == [ACTIONS.columns]
+
+
+def test_header_cells_added_at_the_right_keep_other_columns(make):
+    create(make, rows=[["NM-000001"]])
+    width = len(REPORTS.columns)
+    make().write([SheetWrite(spec=REPORTS, header={width + 1: "New column"},
+                             cells={(2, width + 1): "x"})])
+    rows = text(make().read([REPORTS])["Reports"])
+    assert rows[0][-1] == "New column" and rows[1][-1] == "x" and rows[1][0] == "NM-000001"
+
+
+def test_formula_like_text_reads_back_as_the_same_text(make):
+    hostile = ['=HYPERLINK("http://x","click")', "+44 7700 900123", "-1", "@home"]
+    create(make, rows=[["NM-1", h] for h in hostile])
+    rows = text(make().read([REPORTS])["Reports"])
+    assert [r[1] for r in rows[1:]] == hostile
+
+
+def test_an_empty_write_changes_nothing(make):
+    create(make, rows=[["NM-000001"]])
+    before = make().read([REPORTS])
+    make().write([SheetWrite(spec=REPORTS)])
+    assert make().read([REPORTS]) == before
