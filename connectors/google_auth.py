@@ -182,19 +182,16 @@ class GoogleClients:
 def classify(exc: BaseException, what: str) -> ApiError:
     """The single judgement of a Google failure: retryable (429, 5xx, time-outs, dropped
     connections) or not, with a message naming what was being done."""
-    status, message, retry_after = None, str(exc) or type(exc).__name__, None
-    try:
-        from googleapiclient.errors import HttpError
-    except ImportError:  # pragma: no cover - the dependency is required
-        HttpError = ()  # type: ignore[assignment] # noqa: N806
     from google.auth import exceptions as auth_exceptions
+    from googleapiclient.errors import HttpError
+
+    status, message, retry_after = None, str(exc) or type(exc).__name__, None
 
     if isinstance(exc, HttpError):
         status = int(exc.resp.status)
         message = _google_message(exc.content) or exc.reason or message
         retry_after = parse_retry_after(exc.resp.get("retry-after"))
-    elif isinstance(exc, requests.HTTPError) or hasattr(exc, "response") and isinstance(
-            getattr(exc, "response", None), requests.Response):
+    elif isinstance(getattr(exc, "response", None), requests.Response):  # gspread, requests
         response = exc.response
         status = response.status_code
         message = _google_message(response.content) or message

@@ -5,7 +5,7 @@ from transforms.triage import triage
 
 def frame(*rows: dict) -> pd.DataFrame:
     base = {"description": None, "conditions": None, "safeguarding_cue": None,
-            "immediate_action": None, "potential_harm": "low", "category": "workflow"}
+            "immediate_action": None, "potential_harm": "moderate", "category": "workflow"}
     out = pd.DataFrame([{**base, "report_id": f"NM-{i:06d}", **r} for i, r in enumerate(rows, 1)])
     out["submitted_at"] = pd.to_datetime(out["submitted_at"], utc=True, format="ISO8601")
     return out
@@ -39,7 +39,7 @@ def test_first_matching_rule_wins_and_default_catches_the_rest(rules, tz):
         {"category": "escalation", "potential_harm": "moderate",
          "submitted_at": "2026-11-23 10:00"},
         {"category": "escalation", "potential_harm": "low", "submitted_at": "2026-11-23 10:00"},
-        {"category": "transport", "potential_harm": "none", "submitted_at": "2026-11-23 10:00"},
+        {"category": "transport", "potential_harm": "low", "submitted_at": "2026-11-23 10:00"},
         {"category": None, "potential_harm": None, "submitted_at": "2026-11-23 10:00"},
     ), rules, tz)
     assert out["rule_id"].tolist() == [
