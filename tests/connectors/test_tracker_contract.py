@@ -16,7 +16,20 @@ def xlsx(tmp_path: Path) -> Iterator[Callable[[], Tracker]]:
     yield lambda: XlsxTracker(path)  # a fresh instance per run, as in production
 
 
-IMPLEMENTATIONS = {"xlsx": xlsx}
+def google_sheets(tmp_path: Path) -> Iterator[Callable[[], Tracker]]:
+    from connectors.google_auth import GoogleClients
+    from connectors.google_sheets import GoogleSheetsTracker
+    from tests.fakes.google import GoogleFakeServer
+
+    with GoogleFakeServer() as server:
+        spreadsheet_id = server.sheets.create_spreadsheet("Tracker", ["Sheet1"])
+        clients = GoogleClients(endpoint=server.url, sleep=lambda s: None,
+                                max_requests_per_minute=100000)
+        yield lambda: GoogleSheetsTracker(spreadsheet_id, clients)
+        server.assert_no_violations()  # every request was one the real API accepts
+
+
+IMPLEMENTATIONS = {"xlsx": xlsx, "google_sheets": google_sheets}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
