@@ -52,7 +52,9 @@ RelPath = Annotated[Path, AfterValidator(_relative_to_config)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: default paths too are resolved against the config file's folder,
+    # so a scheduled run started from another directory opens the same store.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class StoreSettings(_Strict):
@@ -173,7 +175,7 @@ class Settings(_Strict):
     # How to read an ambiguous date such as 03/04/2026 typed into a form: 3 April when true.
     dayfirst: bool = True
     rules: RelPath | None = None  # bundled default rules when not given
-    store: StoreSettings = StoreSettings()
+    store: StoreSettings = {}  # type: ignore[assignment]  # validated, paths resolved
     sources: list[Source] = Field(min_length=1)
     mapping: dict[str, str] = {}
     tracker: Tracker
@@ -262,8 +264,12 @@ def load_rules(path: Path | None = None) -> Rules:
     return rules
 
 
-def load_config(path: Path) -> Config:
-    """Read a deployment YAML and its rules; raise ConfigError listing every mistake found."""
+def load_config(path: Path, *, check_credentials: bool = True) -> Config:
+    """Read a deployment YAML and its rules; raise ConfigError listing every mistake found.
+
+    `check_credentials=False` skips checking that credential files exist: `nearmiss auth
+    google` loads the config in order to create the token.
+    """
     path = Path(path)
     data = _read_yaml(path)
     problems: list[tuple[str, str]] = []
@@ -287,14 +293,15 @@ def load_config(path: Path) -> Config:
                      for k, m in exc.problems]
 
     if settings is not None and rules is not None:
-        problems += _cross_check(settings, rules)
+        problems += _cross_check(settings, rules, check_credentials)
     if problems:
         raise ConfigError(problems, str(path))
     assert settings is not None and rules is not None
     return Config(settings=settings, rules=rules, path=path)
 
 
-def _cross_check(settings: Settings, rules: Rules) -> list[tuple[str, str]]:
+def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = True,
+                 ) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     known = set(rules.fields) | {"ignore"}
     for where, mapping in [("mapping", settings.mapping)] + [
@@ -322,4 +329,24 @@ def _cross_check(settings: Settings, rules: Rules) -> list[tuple[str, str]]:
     if uses_google and settings.google is None:
         out.append(("google", "a Google source, tracker or mail transport is configured: add a "
                     "`google:` section saying how to authenticate"))
+    elif uses_google and settings.google is not None and check_credentials:
+        out += _google_credentials(settings.google)
     return out
+
+
+def _google_credentials(google: GoogleSettings) -> list[tuple[str, str]]:
+    """The credentials a Google connector needs are where the config says they are."""
+    if google.auth == "service_account":
+        value = os.environ.get(google.key_file_env)
+        if not value:
+            return [("google.key_file_env", f"environment variable {google.key_file_env} is "
+                     "not set: export the path of the service account's JSON key file in it")]
+        if not Path(value).expanduser().is_file():
+            return [("google.key_file_env", f"{google.key_file_env} points at {value}, which "
+                     "does not exist: download the service account's JSON key there")]
+        return []
+    if not Path(google.token_file).is_file():
+        return [("google.token_file", f"no Google user token at {google.token_file}: run "
+                 "`nearmiss auth google` (with "
+                 f"{google.client_secrets_env} set to the OAuth client file) to create it")]
+    return []

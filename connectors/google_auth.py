@@ -76,9 +76,10 @@ class GoogleClients:
     def __init__(self, credentials: Any = None, *, gmail_credentials: Any = None,
                  endpoint: str | None = None, max_requests_per_minute: int = 50,
                  sleep: Callable[[float], None] = time.sleep, timeout: float = 60,
-                 attempts: int = 6) -> None:
+                 attempts: int = 6, delegated_user: str | None = None) -> None:
         self.credentials = credentials
         self.gmail_credentials = gmail_credentials or credentials
+        self.delegated_user = delegated_user  # whom a service account sends Gmail as
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.pacer = Pacer(max_requests_per_minute, sleep)
         self.sleep = sleep
@@ -87,24 +88,35 @@ class GoogleClients:
 
     @classmethod
     def from_settings(cls, settings: GoogleSettings,
-                      apis: Iterable[str] = ("forms", "sheets", "gmail")) -> GoogleClients:
+                      apis: Iterable[str] = ("forms", "sheets", "gmail"),
+                      **options: Any) -> GoogleClients:
+        """Clients for the APIs a deployment uses, each credential with only their scopes.
+
+        `options` are passed on to the constructor (endpoint, sleep, ...) and win over the
+        settings, so tests and private endpoints can reuse the real credential loading.
+        """
         apis = list(apis)
         scopes = [s for api in apis if api != "gmail" for s in SCOPES[api]]
+        options.setdefault("max_requests_per_minute", settings.max_requests_per_minute)
         if settings.auth == "service_account":
             from google.oauth2 import service_account
 
             path = _env_path(settings.key_file_env, "the service account key file")
             try:
                 base = service_account.Credentials.from_service_account_file(str(path))
-            except (ValueError, KeyError, json.JSONDecodeError):
+            except (ValueError, KeyError, AttributeError, TypeError):
                 raise NearmissError(f"{path} is not a service account key file: download a "
                                     "JSON key for the service account") from None
             creds = base.with_scopes(scopes) if scopes else None
-            gmail = base.with_scopes(SCOPES["gmail"])
-            if settings.delegated_user:
-                gmail = gmail.with_subject(settings.delegated_user)
-            return cls(creds, gmail_credentials=gmail,
-                       max_requests_per_minute=settings.max_requests_per_minute)
+            gmail = None
+            if "gmail" in apis:
+                # Only the Gmail credentials act as the delegated user: Forms and Sheets are
+                # shared with the service account itself.
+                gmail = base.with_scopes(SCOPES["gmail"])
+                if settings.delegated_user:
+                    gmail = gmail.with_subject(settings.delegated_user)
+            return cls(creds, gmail_credentials=gmail, delegated_user=settings.delegated_user,
+                       **options)
         from google.oauth2.credentials import Credentials
 
         token = Path(settings.token_file)
@@ -113,15 +125,20 @@ class GoogleClients:
                                 "once to create it")
         try:
             creds = Credentials.from_authorized_user_file(str(token))
-        except (ValueError, KeyError, json.JSONDecodeError):
+        except (ValueError, KeyError, AttributeError, TypeError):
             raise NearmissError(f"{token} is not a Google user token: run `nearmiss auth "
                                 "google` again") from None
-        return cls(creds, max_requests_per_minute=settings.max_requests_per_minute)
+        if options.get("endpoint"):
+            # google-auth always refreshes user tokens at Google's own token_uri, whatever
+            # the file says; an endpoint override must redirect that host too.
+            creds = creds.with_token_uri(str(options["endpoint"]).rstrip("/") + "/token")
+        return cls(creds, **options)
 
     @property
     def account(self) -> str:
         """Who the connectors act as, for messages such as "share the sheet with ..."."""
-        email = getattr(self.credentials, "service_account_email", None)
+        email = getattr(self.credentials or self.gmail_credentials, "service_account_email",
+                        None)
         return email or "the account that ran `nearmiss auth google`"
 
     def service(self, api: str, version: str) -> Any:
@@ -179,6 +196,23 @@ class GoogleClients:
             raise
 
 
+class CredentialsRefused(ApiError):
+    """The token endpoint refused the credentials (revoked key or token, delegation not
+    granted for a scope): no API request was made, and retrying will not help."""
+
+
+def forbidden_reason(exc: ApiError) -> str:
+    """What a 403 means, from Google's message: "disabled" (the API is not enabled in the
+    Cloud project), "scope" (the token lacks a scope the method needs) or "access" (the
+    file is not shared with the account, or the user may not do this)."""
+    text = str(exc).lower()
+    if "has not been used in project" in text or "it is disabled" in text:
+        return "disabled"
+    if "insufficient authentication scopes" in text or "insufficient permission" in text:
+        return "scope"
+    return "access"
+
+
 def classify(exc: BaseException, what: str) -> ApiError:
     """The single judgement of a Google failure: retryable (429, 5xx, time-outs, dropped
     connections) or not, with a message naming what was being done."""
@@ -197,8 +231,9 @@ def classify(exc: BaseException, what: str) -> ApiError:
         message = _google_message(response.content) or message
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
     elif isinstance(exc, auth_exceptions.RefreshError):
-        return ApiError(f"{what}: Google refused the credentials ({_first_line(exc)}): check "
-                        "the key file, or run `nearmiss auth google` again")
+        return CredentialsRefused(f"{what}: Google refused the credentials "
+                                  f"({_first_line(exc)}): check the key file, or run "
+                                  "`nearmiss auth google` again")
     elif isinstance(exc, requests.ConnectionError | requests.Timeout | socket.timeout
                     | TimeoutError | ConnectionError | auth_exceptions.TransportError
                     | OSError):
@@ -223,7 +258,9 @@ def _google_message(body: bytes | str | None) -> str | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
+    # google-auth raises RefreshError(message, response_body): show the message only.
+    text = exc.args[0] if len(exc.args) > 1 and isinstance(exc.args[0], str) else str(exc)
+    return (text.splitlines() or [type(exc).__name__])[0]
 
 
 def _env_path(variable: str, what: str) -> Path:
@@ -237,18 +274,34 @@ def _env_path(variable: str, what: str) -> Path:
     return path
 
 
-def authorise_user(settings: GoogleSettings) -> Path:
+def authorise_user(settings: GoogleSettings,
+                   apis: Iterable[str] = ("forms", "sheets", "gmail"),
+                   timeout_seconds: float | None = 600) -> Path:
     """The one-time OAuth consent of `nearmiss auth google`: a local redirect, then the
     token (with its refresh token) stored where the config says, readable by the owner only.
+
+    The consent page must be opened in a browser on this machine (or through an SSH port
+    forward), because Google redirects to http://localhost:<port>/ here.
     """
     from google_auth_oauthlib.flow import InstalledAppFlow
 
     secrets = _env_path(settings.client_secrets_env, "the OAuth client secrets file")
-    scopes = [s for api in ("forms", "sheets", "gmail") for s in SCOPES[api]]
-    flow = InstalledAppFlow.from_client_secrets_file(str(secrets), scopes=scopes)
-    creds = flow.run_local_server(port=0, open_browser=False)
+    scopes = [s for api in apis for s in SCOPES[api]]
+    try:
+        flow = InstalledAppFlow.from_client_secrets_file(str(secrets), scopes=scopes)
+    except (ValueError, KeyError, json.JSONDecodeError):
+        raise NearmissError(f"{secrets} is not an OAuth client file: download the JSON of a "
+                            "'Desktop app' OAuth client from the Cloud console") from None
+    try:
+        creds = flow.run_local_server(port=0, open_browser=False,
+                                      timeout_seconds=timeout_seconds)
+    except Exception as exc:  # oauthlib, wsgiref and requests each raise their own types
+        raise NearmissError(f"the Google consent did not complete ({_first_line(exc)}): run "
+                            "`nearmiss auth google` again") from None
     token = Path(settings.token_file)
     token.parent.mkdir(parents=True, exist_ok=True)
-    token.write_text(creds.to_json())
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:  # never readable by others, not even for a moment
+        fh.write(creds.to_json())
     token.chmod(0o600)
     return token

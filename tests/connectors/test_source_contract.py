@@ -84,7 +84,47 @@ class XlsxForm:
         return MicrosoftFormsXlsxSource("form", self.path, TZ)
 
 
-IMPLEMENTATIONS = {"google_csv": CsvForm, "microsoft_xlsx": XlsxForm}
+class ApiForm:
+    """A Google Form read through the Forms API, served by the local fake."""
+
+    edits = True
+
+    def __init__(self, folder: Path) -> None:
+        from tests.fakes.google import GoogleFakeServer, QuestionSpec
+
+        self.server = GoogleFakeServer().start()
+        self.ids = {q: f"q{i}" for i, q in enumerate(QUESTIONS)}
+        self.form_id = self.server.forms.create_form("Near-miss report", [
+            QuestionSpec(q, "paragraph", question_id=qid) for q, qid in self.ids.items()])
+        self.responses: list[str] = []
+
+    def _answers(self, answers: dict[str, str]) -> dict[str, str]:
+        return {self.ids[q]: v for q, v in answers.items()}
+
+    def add(self, answers: dict[str, str], at: datetime, email: str | None = None) -> None:
+        made = self.server.forms.add_response(self.form_id, self._answers(answers), email=email,
+                                              at=pd.Timestamp(at).to_pydatetime())
+        self.responses.append(made["responseId"])
+
+    def edit(self, index: int, answers: dict[str, str], at: datetime) -> None:
+        self.server.forms.edit_response(self.form_id, self.responses[index],
+                                        self._answers(answers),
+                                        at=pd.Timestamp(at).to_pydatetime())
+
+    def source(self) -> FormSource:
+        from connectors.google_auth import GoogleClients
+        from connectors.google_forms import GoogleFormsSource
+
+        clients = GoogleClients(endpoint=self.server.url, sleep=lambda s: None,
+                                max_requests_per_minute=100000)
+        return GoogleFormsSource("form", self.form_id, clients)
+
+    def close(self) -> None:
+        self.server.stop()
+        self.server.assert_no_violations()
+
+
+IMPLEMENTATIONS = {"google_csv": CsvForm, "microsoft_xlsx": XlsxForm, "google_forms_api": ApiForm}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))

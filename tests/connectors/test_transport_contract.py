@@ -35,7 +35,19 @@ def smtp(tmp_path: Path) -> Iterator[tuple[MailTransport, Delivered]]:
         yield SmtpTransport("127.0.0.1", server.port, "none"), lambda: server.messages
 
 
-IMPLEMENTATIONS = {"eml_folder": eml_folder, "smtp": smtp}
+def gmail(tmp_path: Path) -> Iterator[tuple[MailTransport, Delivered]]:
+    from connectors.gmail import GmailTransport
+    from connectors.google_auth import GoogleClients
+    from tests.fakes.google import GoogleFakeServer
+
+    with GoogleFakeServer() as server:
+        clients = GoogleClients(endpoint=server.url, sleep=lambda s: None,
+                                max_requests_per_minute=100000)
+        yield GmailTransport(clients), lambda: server.gmail.sent
+        server.assert_no_violations()
+
+
+IMPLEMENTATIONS = {"eml_folder": eml_folder, "smtp": smtp, "gmail": gmail}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))

@@ -2277,7 +2277,8 @@ class TokenEndpointFake:
     """The OAuth2 token endpoint (``server.tokens``), enough for google-auth.
 
     Grants: ``urn:ietf:params:oauth:grant-type:jwt-bearer`` (service accounts; the JWT is
-    decoded without checking its signature) and ``refresh_token`` (user credentials).
+    decoded without checking its signature), ``refresh_token`` (user credentials) and
+    ``authorization_code`` (the installed-app consent; see :meth:`add_authorization_code`).
     ``issued`` lists every :class:`IssuedToken` so tests can assert least-privilege
     scopes; ``fail_next`` answers Google's flat ``{"error", "error_description"}``.
     """
@@ -2287,6 +2288,7 @@ class TokenEndpointFake:
         self.issued: list[IssuedToken] = []
         self.tokens: dict[str, IssuedToken] = {}
         self.refresh_tokens: dict[str, _RefreshToken] = {}
+        self.codes: dict[str, _RefreshToken] = {}
         self._failures: list[tuple[str, str | None, int | None]] = []
         self._counter = 0
 
@@ -2305,6 +2307,15 @@ class TokenEndpointFake:
         with self._server.lock:
             self.refresh_tokens[refresh_token] = _RefreshToken(
                 client_id, client_secret, frozenset(scopes))
+
+    def add_authorization_code(self, code: str, *, scopes: Iterable[str],
+                               client_id: str | None = None,
+                               client_secret: str | None = None) -> None:
+        """Accept ``code`` once in an ``authorization_code`` grant (what the consent page
+        hands the installed-app redirect); the answer carries a new refresh token,
+        registered with the same client and scopes."""
+        with self._server.lock:
+            self.codes[code] = _RefreshToken(client_id, client_secret, frozenset(scopes))
 
     def revoke_refresh_token(self, refresh_token: str) -> None:
         with self._server.lock:
@@ -2352,6 +2363,8 @@ class TokenEndpointFake:
             return self._jwt_grant(form)
         if grant_type == "refresh_token":
             return self._refresh_grant(form)
+        if grant_type == "authorization_code":
+            return self._code_grant(form, request.header("Authorization"))
         if not grant_type:
             return self._error("unsupported_grant_type", "Invalid grant_type: ")
         return self._error("unsupported_grant_type", f"Invalid grant_type: {grant_type}")
@@ -2372,6 +2385,31 @@ class TokenEndpointFake:
         token = self._issue(JWT_BEARER, scopes, subject=claims.get("sub"),
                             issuer=claims.get("iss"), claims=claims)
         return json_response(200, {"access_token": token.access_token, "expires_in": 3599,
+                                   "token_type": "Bearer"}, content_type=TOKEN_CONTENT_TYPE)
+
+    def _code_grant(self, form: Mapping[str, str], authorization: str | None) -> FakeResponse:
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        if authorization and authorization.lower().startswith("basic "):
+            # RFC 6749 2.3.1: the client may authenticate with HTTP Basic instead
+            # (requests-oauthlib does); Google accepts both.
+            decoded = base64.b64decode(authorization[6:].strip()).decode("utf-8")
+            client_id, _, client_secret = decoded.partition(":")
+        known = self.codes.pop(form.get("code") or "", None)  # a code works once
+        if known is None:
+            return self._error("invalid_grant", "Malformed auth code.")
+        if known.client_id and client_id != known.client_id:
+            return self._error("invalid_client")
+        if known.client_secret and client_secret != known.client_secret:
+            return self._error("invalid_client", "Unauthorized")
+        if not form.get("redirect_uri"):
+            return self._error("invalid_request", "Missing parameter: redirect_uri")
+        token = self._issue("authorization_code", known.scopes, client_id=known.client_id)
+        refresh_token = f"1//fake-refresh-{self._counter}"
+        self.refresh_tokens[refresh_token] = _RefreshToken(
+            known.client_id, known.client_secret, known.scopes)
+        return json_response(200, {"access_token": token.access_token, "expires_in": 3599,
+                                   "refresh_token": refresh_token,
+                                   "scope": " ".join(sorted(known.scopes)),
                                    "token_type": "Bearer"}, content_type=TOKEN_CONTENT_TYPE)
 
     def _refresh_grant(self, form: Mapping[str, str]) -> FakeResponse:

@@ -1,0 +1,414 @@
+"""`nearmiss doctor`: try every connector of a deployment without changing anything.
+
+One line per check: "ok: ...", "warn: ..." (works, but worth a look) or
+"FAIL: <what>: <problem> — fix: <fix>". The FAIL lines are returned, so the CLI can exit
+non-zero. Nothing is written: files are only opened for reading, folders are probed with a
+temporary file that is removed at once, SMTP gets NOOP, Gmail only mints a token, and the
+Google Sheets edit check sets the spreadsheet's title to the title it already has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from config.settings import (
+    Config,
+    EmlFolder,
+    Gmail,
+    GoogleFormsApi,
+    GoogleFormsCsv,
+    GoogleSheetsTracker,
+    MicrosoftFormsXlsx,
+    Smtp,
+    XlsxTracker,
+)
+from connectors.errors import ApiError, NearmissError
+
+Out = Callable[[str], None]
+
+
+class _Failed(Exception):
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        super().__init__(problem)
+        self.problem, self.fix = problem, fix
+
+
+def _key(text: str) -> str:
+    """Question titles compared as transforms.normalize compares them."""
+    return re.sub(r"\s+", " ", str(text)).strip().casefold()
+
+
+class Doctor:
+    def __init__(self, config: Config, clients: Any, out: Out) -> None:
+        self.config = config
+        self.settings = config.settings
+        self.clients = clients
+        self.out = out
+        self.problems: list[str] = []
+        self.google_ready = True
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def ok(self, what: str, detail: str) -> None:
+        self.out(f"ok: {what}: {detail}")
+
+    def warn(self, what: str, detail: str) -> None:
+        self.out(f"warn: {what}: {detail}")
+
+    def fail(self, what: str, problem: str, fix: str | None = None) -> None:
+        line = f"{what}: {problem}" + (f" — fix: {fix}" if fix else "")
+        self.out(f"FAIL: {line}")
+        self.problems.append(line)
+
+    def check(self, what: str, fn: Callable[[], str]) -> None:
+        try:
+            self.ok(what, fn())
+        except _Failed as exc:
+            self.fail(what, exc.problem, exc.fix)
+        except NearmissError as exc:
+            self.fail(what, str(exc))
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> list[str]:
+        s = self.settings
+        if self.uses_google():
+            self.google_credentials()
+        self.check("store", lambda: self.store(s.store.path))
+        for i, src in enumerate(s.sources):
+            self.source(i, src)
+        self.tracker()
+        self.mail()
+        self.out(f"doctor: {len(self.problems)} problem(s)" if self.problems else
+                 "doctor: everything the config needs is in place")
+        return self.problems
+
+    def uses_google(self) -> bool:
+        s = self.settings
+        return (any(isinstance(src, GoogleFormsApi) for src in s.sources)
+                or isinstance(s.tracker, GoogleSheetsTracker)
+                or isinstance(s.mail.transport, Gmail))
+
+    def apis(self) -> list[str]:
+        s = self.settings
+        used = {"forms": any(isinstance(src, GoogleFormsApi) for src in s.sources),
+                "sheets": isinstance(s.tracker, GoogleSheetsTracker),
+                "gmail": isinstance(s.mail.transport, Gmail)}
+        return [api for api, on in used.items() if on]
+
+    # -- Google credentials ---------------------------------------------------------------------
+
+    def google_credentials(self) -> None:
+        """Env var, key file, token. Gmail's own (delegated) token is tried under mail."""
+        what = "Google credentials"
+        if self.clients is None:
+            try:
+                self.clients = self._load_clients()
+            except _Failed as exc:
+                self.fail(what, exc.problem, exc.fix)
+                self.google_ready = False
+                return
+            except NearmissError as exc:
+                self.fail(what, str(exc))
+                self.google_ready = False
+                return
+        creds = self.clients.credentials
+        if creds is None:
+            self.ok(what, "none for Forms and Sheets (an unauthenticated client was given)"
+                    if {"forms", "sheets"} & set(self.apis()) else
+                    f"{self.clients.account} (the Gmail token is tried under mail)")
+            return
+        scopes = ", ".join(a for a in self.apis() if a != "gmail")
+        try:
+            self.clients.call("Google credentials", lambda: _refresh(creds))
+        except ApiError as exc:
+            self.google_ready = False
+            self.fail(what, f"no token for {self.clients.account} ({exc})",
+                      "create a new JSON key for the service account (the key may have been "
+                      "deleted or disabled)" if _is_service_account(creds) else
+                      "run `nearmiss auth google` again")
+            return
+        self.ok(what, f"{self.clients.account} obtained a token for {scopes}")
+
+    def _load_clients(self) -> Any:
+        from connectors.google_auth import GoogleClients
+
+        g = self.settings.google
+        assert g is not None  # the config check requires it
+        if g.auth == "service_account":
+            value = os.environ.get(g.key_file_env)
+            if not value:
+                raise _Failed(f"environment variable {g.key_file_env} is not set",
+                              f"export {g.key_file_env}=/path/to/service-account-key.json")
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise _Failed(f"{g.key_file_env} points at {path}, which does not exist",
+                              "download a JSON key of the service account (IAM & Admin > "
+                              "Service accounts > Keys) and point the variable at it")
+            try:
+                info = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise _Failed(f"cannot read {path} as JSON ({type(exc).__name__})",
+                              "download the service account's JSON key again") from None
+            if not isinstance(info, dict) or info.get("type") != "service_account":
+                raise _Failed(f"{path} is not a service account key file",
+                              "download a JSON key for the service account (not an OAuth "
+                              "client file)")
+        elif not Path(g.token_file).is_file():
+            raise _Failed(f"no Google user token at {g.token_file}",
+                          "run `nearmiss auth google`")
+        return GoogleClients.from_settings(g, self.apis())
+
+    # -- store ------------------------------------------------------------------------------
+
+    def store(self, path: Path) -> str:
+        if path.exists():
+            if not os.access(path, os.R_OK | os.W_OK):
+                raise _Failed(f"{path} cannot be read and written by this user",
+                              "give the user that runs nearmiss read and write access to it")
+            _probe_folder(path.parent)
+            return f"{path} exists and its folder is writable"
+        where = _probe_folder(path.parent)
+        return f"{path} will be created ({where} is writable)"
+
+    # -- sources ----------------------------------------------------------------------------
+
+    def source(self, index: int, src: Any) -> None:
+        what = f"source {src.name}"
+        s = self.settings
+        if isinstance(src, GoogleFormsCsv | MicrosoftFormsXlsx):
+            from connectors.form_exports import GoogleFormsCsvSource, MicrosoftFormsXlsxSource
+
+            if not Path(src.path).is_file():
+                self.fail(what, f"export file not found: {src.path}",
+                          f"save the form's responses export there, or correct "
+                          f"sources[{index}].path")
+                return
+            reader = (GoogleFormsCsvSource(src.name, src.path, s.tz, s.dayfirst)
+                      if isinstance(src, GoogleFormsCsv)
+                      else MicrosoftFormsXlsxSource(src.name, src.path, s.tz, src.sheet))
+            try:
+                pulled = reader.pull(None)
+            except NearmissError as exc:
+                self.fail(what, str(exc))
+                return
+            self.ok(what, f"{src.path} is readable ({len(pulled.responses)} responses, "
+                          f"{len(pulled.questions)} questions)")
+            self.mapping(what, src, pulled.questions)
+            return
+        if isinstance(src, GoogleFormsApi):
+            if not self.google_ready:
+                self.out(f"skip: {what}: not tried without working Google credentials")
+                return
+            from connectors.google_forms import GoogleFormsSource, form_problem
+
+            reader = GoogleFormsSource(src.name, src.form_id, self.clients)
+            try:
+                detail, questions = reader.check()
+            except ApiError as exc:
+                found = form_problem(exc, src.form_id, self.clients.account)
+                if found and "form_id" in found[1]:
+                    found = (found[0], f"check sources[{index}].form_id (the id between /d/ "
+                                       "and /edit in the form's edit address)")
+                self.fail(what, *(found or (str(exc), None)))
+                return
+            self.ok(what, detail)
+            self.mapping(what, src, questions)
+
+    def mapping(self, what: str, src: Any, questions: dict[str, str]) -> None:
+        """Questions the mapping knows neither by id nor by title: their answers hold a
+        report until the mapping names them (a field, or `ignore`)."""
+        known = {_key(q) for q in self.settings.mapping_for(src)}
+        missing = [f"{title!r}" + (f" (id {key})" if key != title else "")
+                   for key, title in questions.items()
+                   if _key(key) not in known and _key(title) not in known]
+        if missing:
+            self.warn(what, f"{len(missing)} question(s) not in the mapping (reports that "
+                            f"answer them are held until mapped): {', '.join(missing)}")
+
+    # -- tracker ----------------------------------------------------------------------------
+
+    def tracker(self) -> None:
+        t = self.settings.tracker
+        if isinstance(t, XlsxTracker):
+            self.check("tracker", lambda: self.xlsx_tracker(Path(t.path)))
+        elif isinstance(t, GoogleSheetsTracker):
+            if not self.google_ready:
+                self.out("skip: tracker: not tried without working Google credentials")
+                return
+            self.check("tracker", lambda: self.sheets_tracker(t.spreadsheet_id))
+
+    def xlsx_tracker(self, path: Path) -> str:
+        lock = path.with_name(f"~${path.name}")
+        if lock.exists():
+            self.warn("tracker", f"{lock.name} exists: the workbook is open in Excel "
+                                 "somewhere; close it before the run, or the save fails")
+        if path.exists():
+            from connectors.xlsx_tracker import XlsxTracker as XlsxConnector
+            from transforms.tracker import SHEETS
+
+            found = XlsxConnector(path).read(SHEETS)
+            _probe_folder(path.parent)
+            if not os.access(path, os.W_OK):
+                raise _Failed(f"{path} is read-only", "give the user that runs nearmiss "
+                                                      "write access to it")
+            sheets = ", ".join(found) or "none of the tracker's sheets yet"
+            return f"{path} is readable ({sheets}) and its folder is writable"
+        where = _probe_folder(path.parent)
+        return f"{path} will be created ({where} is writable)"
+
+    def sheets_tracker(self, spreadsheet_id: str) -> str:
+        """spreadsheets.get, then a batchUpdate that sets the title to itself: it needs
+        edit rights (viewers and commenters get 403) and changes no content. There is no
+        read-only way to ask Sheets "may I edit?" without a Drive scope."""
+        account = self.clients.account
+        service = self.clients.service("sheets", "v4")
+        what = "tracker"
+        try:
+            meta = self.clients.call(what, service.spreadsheets().get(
+                spreadsheetId=spreadsheet_id,
+                fields="properties.title,sheets.properties.title").execute)
+        except ApiError as exc:
+            raise _sheets_failure(exc, spreadsheet_id, account, editing=False) from None
+        title = (meta.get("properties") or {}).get("title", "")
+        body = {"requests": [{"updateSpreadsheetProperties": {
+            "properties": {"title": title}, "fields": "title"}}]}
+        try:
+            self.clients.call(what, service.spreadsheets().batchUpdate(
+                spreadsheetId=spreadsheet_id, body=body).execute)
+        except ApiError as exc:
+            raise _sheets_failure(exc, spreadsheet_id, account, editing=True) from None
+        sheets = [(s.get("properties") or {}).get("title") for s in meta.get("sheets") or []]
+        return (f"spreadsheet {title!r} is readable and editable by {account} "
+                f"(sheets: {', '.join(filter(None, sheets))})")
+
+    # -- mail -------------------------------------------------------------------------------
+
+    def mail(self) -> None:
+        t = self.settings.mail.transport
+        what = "mail"
+        if isinstance(t, EmlFolder):
+            self.check(what, lambda: self.folder("outbox folder", Path(t.path)))
+        elif isinstance(t, Smtp):
+            self.check(what, lambda: self.smtp(t))
+        elif isinstance(t, Gmail):
+            if not self.google_ready:
+                self.out("skip: mail: not tried without working Google credentials")
+                return
+            self.check(what, lambda: self.gmail(t))
+
+    @staticmethod
+    def folder(name: str, path: Path) -> str:
+        probed = _probe_folder(path)
+        if probed == path.resolve():
+            return f"{name} {path} is writable"
+        return f"{name} {path} will be created ({probed} is writable)"
+
+    def smtp(self, t: Smtp) -> str:
+        """Connect, STARTTLS/TLS, log in, NOOP, QUIT: everything but sending."""
+        from connectors.mail import SmtpTransport
+
+        transport = SmtpTransport(t.host, t.port, t.security, t.username, t.password(),
+                                  t.timeout_seconds, t.ca_file)
+        smtp = transport._open()  # raises MailError with the fix
+        try:
+            code, _ = smtp.noop()
+        finally:
+            try:
+                smtp.quit()
+            except OSError:
+                smtp.close()
+        login = f" and the login of {t.username}" if t.username else ""
+        return f"SMTP server {t.host}:{t.port} accepted the connection{login} (NOOP {code})"
+
+    def gmail(self, t: Gmail) -> str:
+        """Mint a gmail.send token (for the delegated user): sends nothing."""
+        from connectors.gmail import delegation_fix
+
+        clients = self.clients
+        creds = clients.gmail_credentials
+        who = clients.delegated_user or t.user_id
+        if creds is None:
+            return f"Gmail as {who} (no credentials to try: unauthenticated client)"
+        try:
+            clients.call("Gmail credentials", lambda: _refresh(creds))
+        except ApiError as exc:
+            raise _Failed(f"no gmail.send token for {who} ({exc})",
+                          delegation_fix(clients)) from None
+        sender = self.settings.mail.sender
+        address = sender.rpartition("<")[2].rstrip(">").strip().lower()
+        if clients.delegated_user and address != clients.delegated_user.lower():
+            self.warn("mail", f"Gmail sends as {clients.delegated_user}; mail.sender is "
+                              f"{address}: unless it is a send-as alias of that user, Gmail "
+                              "replaces the From address")
+        return f"a gmail.send token for {who} was issued (nothing was sent)"
+
+
+def _refresh(creds: Any) -> None:
+    from google.auth.transport.requests import Request
+
+    creds.refresh(Request())
+
+
+def _is_service_account(creds: Any) -> bool:
+    return bool(getattr(creds, "service_account_email", None))
+
+
+def _sheets_failure(exc: ApiError, spreadsheet_id: str, account: str,
+                    editing: bool) -> _Failed:
+    from connectors.google_auth import forbidden_reason
+
+    if exc.status == 403:
+        reason = forbidden_reason(exc)
+        if reason == "disabled":
+            return _Failed("the Google Sheets API is not enabled",
+                           "enable it in the Cloud project of the credentials (APIs & "
+                           "Services > Library > Google Sheets API)")
+        if reason == "scope":
+            return _Failed("the credentials lack the spreadsheets scope",
+                           "run `nearmiss auth google` again and allow editing spreadsheets")
+        if editing:
+            return _Failed(f"{account} can open spreadsheet {spreadsheet_id} but not edit it",
+                           f"share it with {account} as an Editor (not Viewer or Commenter)")
+        return _Failed(f"the account {account} cannot open spreadsheet {spreadsheet_id}",
+                       f"share the spreadsheet with {account} as an Editor")
+    if exc.status == 404:
+        return _Failed(f"spreadsheet {spreadsheet_id} not found",
+                       "check tracker.spreadsheet_id (the id between /d/ and /edit in the "
+                       "sheet's address)")
+    return _Failed(str(exc))
+
+
+def _probe_folder(folder: Path) -> Path:
+    """Prove a folder (or the nearest existing parent it would be created in) is writable
+    by creating and removing a temporary file; returns the folder probed."""
+    probe = Path(folder).resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise _Failed(f"{probe} is not a folder", f"move it away or choose another path "
+                                                  f"than {folder}")
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".nearmiss-doctor-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise _Failed(f"cannot write in {probe} ({exc.strerror})",
+                      "give the user that runs nearmiss write access to it") from None
+    return probe
+
+
+def doctor(config: Config, clients: Any = None, out: Out = print) -> list[str]:
+    """Try each connector of `config` without changing anything; print one line per check
+    and return the problems found (empty when all is well).
+
+    `clients` (a GoogleClients) replaces the credentials of the config's `google:` section,
+    as in `jobs.wiring.build`, so tests can point the checks at local fakes.
+    """
+    return Doctor(config, clients, out).run()
