@@ -332,6 +332,9 @@ def _validate(frame: pd.DataFrame, plan: list[_Check], rules: Rules,
             import great_expectations as gx
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
+            # GX sets this module's logger to INFO itself; its one line per run is noise.
+            logging.getLogger("great_expectations.data_context.types.base").setLevel(
+                logging.WARNING)
             context = gx.get_context(mode="ephemeral")
             context.variables.progress_bars = ProgressBarsConfig(globally=False)
             batch_definition = (

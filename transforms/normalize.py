@@ -246,8 +246,8 @@ def plan_links(mapped: pd.DataFrame, links: pd.DataFrame) -> LinkPlan:
     Links never change once made: a response keeps the report it was first given.
     """
     known = set(zip(links["source"], links["response_id"], strict=True))
-    keys = list(zip(mapped["source"], mapped["response_id"], strict=True))
-    unlinked = mapped[[k not in known for k in keys]]
+    keys = zip(mapped["source"], mapped["response_id"], strict=True)
+    unlinked = mapped.loc[[k not in known for k in keys]]
     if "report_reference" in unlinked:
         refs = unlinked["report_reference"].map(normalise_reference)
     else:

@@ -192,11 +192,13 @@ def manager_changes(state: SheetState, known: dict[str, dict[str, str]]) -> tupl
 
 
 def plan_sheet(state: SheetState, desired: pd.DataFrame, manager: dict[str, dict[str, str]],
+               known: set[str] = frozenset(),  # type: ignore[assignment]
                ) -> tuple[SheetWrite, list[str], list[str]]:
     """The writes that make the sheet show `desired` (system columns, indexed by key).
 
     Returns (write, keys appended as new, keys restored after a manager deleted them).
-    `manager` holds the stored manager values used when a row has to be restored.
+    `manager` holds the stored manager values used when a row has to be restored; `known`
+    the keys written by earlier runs (a missing one was deleted, not never written).
     """
     spec = state.spec
     system = [c for c in spec.columns if c not in spec.manager_columns]
@@ -226,7 +228,7 @@ def plan_sheet(state: SheetState, desired: pd.DataFrame, manager: dict[str, dict
                     key, {}).get(title) or None
             line[columns[spec.key_column] - 1] = key
             write.append.append(line)
-            (restored if key in manager else added).append(key)
+            (restored if key in manager or key in known else added).append(key)
             continue
         have = state.values.get(key, {})
         for title, value in wanted.items():

@@ -21,13 +21,15 @@ class SmtpServer:
     """`messages` holds every accepted message; set `refuse`, `reject_after`,
     `drop_after` or `down` to misbehave the way real relays do."""
 
-    def __init__(self, username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, username: str | None = None, password: str | None = None,
+                 port: int | None = None) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse: set[str] = set()  # recipients answered 550
         self.reject_after: int | None = None  # answer 451 to DATA once this many accepted
         self.drop_after: int | None = None  # close the connection once this many accepted
         self.username, self.password = username, password
-        self.port = free_port()
+        self.port = port or free_port()
+        self.running = False
         kwargs = {}
         if username:
             kwargs = {"authenticator": self._auth, "auth_require_tls": False,
@@ -62,7 +64,14 @@ class SmtpServer:
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()
+        self.running = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
+        self.stop()
+
+    def stop(self) -> None:
+        """Take the server down (a relay outage); a new SmtpServer may reuse the port."""
+        if self.running:
+            self.controller.stop()
+            self.running = False

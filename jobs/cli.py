@@ -1,0 +1,229 @@
+"""The `nearmiss` command line.
+
+Every failure a user can cause or fix ends in one line on stderr and a non-zero exit:
+2 for configuration mistakes (all of them listed), 1 for everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from config.settings import ConfigError, load_config
+
+# The sample exports end on Friday 20 November 2026: the demo runs as of the Monday after,
+# so it tells the same story whenever it is run.
+DEMO_NOW = "2026-11-23T09:00:00+00:00"
+DEFAULT_CONFIG = "nearmiss.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nearmiss",
+        description="Near-miss learning loop: form submissions in; validated, triaged reports, "
+                    "repeat patterns, a shared tracker and closed-loop emails out.")
+    parser.add_argument("--config", type=Path,
+                        default=Path(os.environ.get("NEARMISS_CONFIG", DEFAULT_CONFIG)),
+                        help="deployment YAML (default: $NEARMISS_CONFIG or ./nearmiss.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log each step; show a traceback on an internal error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the loop once (schedule this)",
+                       description="Pull new submissions, validate, triage, find repeats, "
+                                   "update the tracker and send the emails owed.")
+    p.add_argument("--now", help="run as of this ISO time (replays, tests); default: now")
+
+    p = sub.add_parser("demo", help="run the loop on the bundled sample exports",
+                       description="Copy the sample Google and Microsoft Forms exports and the "
+                                   "demo config to a work folder, run the loop, and show "
+                                   "what it produced.")
+    p.add_argument("--workdir", type=Path, default=Path("demo-output"),
+                   help="folder for the demo (default: ./demo-output)")
+    p.add_argument("--fresh", action="store_true", help="start the demo folder afresh")
+
+    p = sub.add_parser("check", help="validate the config and rules, and say what is checked",
+                       description="Load the config and rules files, report every mistake, "
+                                   "and list the data-quality checks and triage rules.")
+
+    p = sub.add_parser("explain", help="the audit trail of a report, pattern or action",
+                       description="Print every decision and manager change recorded for "
+                                   "one id, oldest first.")
+    p.add_argument("id", help="a report (NM-000012), pattern (PT-0003) or action (A-0001) id")
+
+    p = sub.add_parser("doctor", help="check every permission the config needs",
+                       description="Try each connector of the config without changing "
+                                   "anything, and say what is missing and how to fix it.")
+
+    p = sub.add_parser("auth", help="create an OAuth user token (Google)",
+                       description="Run the one-time OAuth consent for `google.auth: user` "
+                                   "and store the token where the config says.")
+    p.add_argument("provider", choices=["google"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from connectors.errors import NearmissError
+
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        for line in exc.lines():
+            print(f"nearmiss: config: {line}", file=sys.stderr)
+        return 2
+    except NearmissError as exc:
+        print(f"nearmiss: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("nearmiss: interrupted; nothing stored was lost", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"nearmiss: internal error: {type(exc).__name__}: {exc} (run with --verbose "
+              "for details)", file=sys.stderr)
+        return 1
+
+
+def _now(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return pd.Timestamp(text).to_pydatetime()
+    except ValueError:
+        raise ConfigError([("--now", f"{text!r} is not an ISO date and time")]) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from jobs.pipeline import run
+
+    config = load_config(args.config)
+    summary = run(config, now=_now(args.now))
+    print(f"nearmiss: {summary.line()}")
+    for line in summary.unmapped:
+        print(f"nearmiss: unmapped question (reports held until mapped): {line}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from jobs.pipeline import RunFailed, run
+
+    work: Path = args.workdir
+    if args.fresh and work.exists():
+        shutil.rmtree(work)
+    samples = resources.files("config") / "samples"
+    (work / "exports").mkdir(parents=True, exist_ok=True)
+    for item in samples.iterdir():
+        if item.name.startswith("near-miss-") and not (work / "exports" / item.name).exists():
+            (work / "exports" / item.name).write_bytes(item.read_bytes())
+    config_path = work / DEFAULT_CONFIG
+    if not config_path.exists():
+        config_path.write_text((resources.files("config") / "demo.yaml").read_text())
+    config = load_config(config_path)
+    try:
+        summary = run(config, now=pd.Timestamp(DEMO_NOW).to_pydatetime())
+    except RunFailed as exc:
+        print(f"nearmiss: error: {exc}", file=sys.stderr)
+        return 1
+    _show_demo(config, summary, config_path)
+    return 0
+
+
+def _show_demo(config, summary, config_path: Path) -> None:
+    from connectors.store import Store
+
+    s = config.settings
+    store = Store.open(s.store.path)
+    outbox = store.outbox_frame()
+    sent = outbox[outbox["sent_at"].notna()]
+    folder = s.mail.transport.path  # the demo config uses the .eml outbox folder
+    print(f"Nearmiss Loop demo (as of {DEMO_NOW[:10]}), in {config_path.parent}/")
+    print(f"  this run: {summary.line()}")
+    print(f"  reports in the store: {store.report_count()}")
+    by_kind = sent.groupby("kind").size().to_dict()
+    print(f"  emails written: {len(sent)} "
+          f"({', '.join(f'{n} {k}' for k, n in sorted(by_kind.items()))})")
+    print(f"  tracker:  {s.tracker.path}")
+    print(f"  outbox:   {folder}/  ({len(list(Path(folder).glob('*.eml')))} .eml files)")
+    print(f"  store:    {s.store.path}  (audit log: nearmiss --config {config_path} explain "
+          "NM-000001)")
+    patterns = store.state("pattern")
+    for pid, p in sorted(patterns.items()):
+        print(f"  pattern {pid}: {p['status']}, {len(p['members'])} reports "
+              f"({', '.join(p['members'])})")
+    print(f"Run it again (nothing new is added): nearmiss --config {config_path} run")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    rules = config.rules
+    print(f"nearmiss: {args.config} is valid: {len(config.settings.sources)} source(s), "
+          f"{len(rules.fields)} fields, {len(rules.triage.rules)} triage rules, "
+          f"{len(rules.repeats)} repeat rules")
+    from checks.quality import suite_description
+
+    for line in suite_description(rules):
+        print(f"  check: {line}")
+    for rule in rules.triage.rules:
+        print(f"  triage: {rule.id} -> {rule.pathway}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from connectors.store import Store
+
+    config = load_config(args.config)
+    store = Store.open(config.settings.store.path)
+    trail = store.audit_trail(args.id)
+    if not trail:
+        print(f"nearmiss: nothing recorded for {args.id}", file=sys.stderr)
+        return 1
+    tz = config.settings.tz
+    for e in trail:
+        at = pd.Timestamp(e["at"]).tz_convert(tz).strftime("%Y-%m-%d %H:%M")
+        print(f"{at}  run {e['run_id']:>4}  {e['event']:<18} {e['reason']}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from jobs.doctor import doctor
+
+    config = load_config(args.config)
+    problems = doctor(config)
+    return 1 if problems else 0
+
+
+def cmd_auth(args: argparse.Namespace) -> int:
+    from connectors.google_auth import authorise_user
+    from jobs.wiring import google_apis
+
+    config = load_config(args.config, check_credentials=False)
+    if config.settings.google is None:
+        raise ConfigError([("google", "add a `google:` section with `auth: user` first")])
+    apis = google_apis(config.settings)
+    if not apis:
+        raise ConfigError([("google", "no Google source, tracker or mail transport is "
+                                      "configured: there is nothing to authorise")])
+    path = authorise_user(config.settings.google, apis)
+    print(f"nearmiss: token stored in {path}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check": cmd_check, "explain": cmd_explain,
+            "doctor": cmd_doctor, "auth": cmd_auth}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""The near-miss learning loop, one run, top to bottom.
+
+capture -> normalise -> validate -> triage -> read the tracker (manager decisions)
+-> repeats -> audit -> emails owed -> send -> write the tracker -> run summary
+
+Each step is a small function below `run`. A failing connector (a source offline, the
+tracker locked, the mail server down) does not stop the steps that do not need it: what
+could be stored is stored, and the run ends with that connector's one-line message and a
+non-zero exit. Nothing stored is ever lost; the next run picks up where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from checks.quality import check_reports
+from config.settings import Config
+from connectors.base import AuditEvent
+from connectors.errors import MailError, NearmissError
+from connectors.mail import build_message
+from connectors.store import OutboxItem
+from jobs.lock import run_lock
+from jobs.wiring import Connectors, build
+from transforms import normalize, repeats
+from transforms.actions import action_state, pattern_closures, report_closure
+from transforms.audit import decision_events, manager_events, pattern_events
+from transforms.loop import owed_messages, valid_address
+from transforms.tracker import (
+    ACTIONS,
+    DATA_QUALITY,
+    PATTERNS,
+    REPORTS,
+    SHEETS,
+    actions_rows,
+    assign_ids,
+    manager_changes,
+    merge_writes,
+    patterns_rows,
+    plan_sheet,
+    quality_rows,
+    read_sheet,
+    reports_rows,
+)
+from transforms.triage import triage
+
+log = logging.getLogger("nearmiss")
+
+
+class RunFailed(NearmissError):
+    """The run finished what it could; these connectors failed."""
+
+
+@dataclass
+class RunSummary:
+    run_id: int = 0
+    new_responses: int = 0
+    new_versions: int = 0
+    reports: int = 0
+    reports_changed: int = 0
+    incomplete: int = 0
+    held: int = 0
+    patterns_open: int = 0
+    alerts: int = 0
+    emails_queued: int = 0
+    emails_sent: int = 0
+    emails_failed: int = 0
+    emails_pending: int = 0
+    tracker_cells: int = 0
+    tracker_rows: int = 0
+    manager_changes: int = 0
+    unmapped: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"{self.new_responses} new, {self.new_versions} edited; {self.reports} reports "
+                f"({self.incomplete} incomplete, {self.held} held); {self.patterns_open} open "
+                f"patterns; {self.emails_queued} emails queued, {self.emails_sent} sent, "
+                f"{self.emails_failed} failed; tracker: {self.tracker_rows} rows added, "
+                f"{self.tracker_cells} cells updated")
+
+
+@dataclass
+class Run:
+    """What the steps share: config, connectors, the run's clock and its summary."""
+
+    config: Config
+    c: Connectors
+    now: pd.Timestamp
+    summary: RunSummary = field(default_factory=RunSummary)
+    events: list[AuditEvent] = field(default_factory=list)
+    # keys earlier runs wrote to each sheet: one missing from the sheet was deleted
+    known: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def tz(self) -> Any:
+        return self.config.settings.tz
+
+    def failed(self, what: str, exc: NearmissError) -> None:
+        log.error("%s", exc)
+        self.summary.failures.append(str(exc))
+        self.events.append(AuditEvent("run", str(self.summary.run_id), f"{what} failed", str(exc)))
+
+
+def run(config: Config, now: datetime | None = None,
+        connectors: Connectors | None = None) -> RunSummary:
+    """Run the loop once. Raises RunFailed (after storing everything it could) if any
+    connector failed, NearmissError for problems that stop the run before it starts."""
+    now_ts = pd.Timestamp(now or datetime.now(UTC))
+    now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
+    c = connectors or build(config)
+    with run_lock(config.settings.store.path.with_suffix(".lock")):
+        r = Run(config, c, now_ts)
+        r.summary.run_id = c.store.begin_run(now_ts)
+        try:
+            capture(r)
+            reports, held = normalise(r)
+            view = validate_and_triage(r, reports)
+            sheets, manager = read_tracker(r)
+            view, actions, patterns = decide(r, view, manager)
+            audit_decisions(r, view, patterns)
+            queue_emails(r, view, actions, patterns)
+            send_emails(r)
+            if sheets is not None:
+                write_tracker(r, sheets, view, held, actions, patterns)
+        except BaseException:
+            c.store.audit(r.events, now_ts)
+            c.store.finish_run(now_ts, "crashed", {"summary": r.summary.line()})
+            raise
+        s = r.summary
+        r.events.append(AuditEvent("run", str(s.run_id), "run finished", s.line(),
+                                   {"failures": s.failures} if s.failures else None))
+        c.store.audit(r.events, now_ts)
+        c.store.finish_run(now_ts, "failed" if s.failures else "ok", {"summary": s.line()})
+    if s.failures:
+        raise RunFailed(s.failures[0] if len(s.failures) == 1 else
+                        f"{s.failures[0]} (and {len(s.failures) - 1} more: see the audit log)")
+    return s
+
+
+# -- 1. capture -----------------------------------------------------------------------------
+
+def capture(r: Run) -> None:
+    """Append every source's new responses and edits to the raw table, and name form drift."""
+    store = r.c.store
+    today = r.now.tz_convert(r.tz).date().isoformat()
+    for source in r.c.sources:
+        key, full_key = f"watermark:{source.name}", f"full read:{source.name}"
+        # Once a day read everything: whether the Forms API filters on creation or last
+        # submission is undocumented, and an edit to an old response is only certain to be
+        # seen by a full read.
+        watermark = store.value(key) if store.value(full_key) == today else None
+        try:
+            pulled = source.pull(watermark)
+        except NearmissError as exc:
+            r.failed(f"source {source.name}", exc)
+            continue
+        store.set_value(full_key, today, r.now)
+        added = store.add_raw(pulled.responses, r.now)
+        r.summary.new_responses += added.new
+        r.summary.new_versions += added.versions
+        if pulled.watermark:
+            store.set_value(key, pulled.watermark, r.now)
+        drift_events(r, source.name, pulled.questions)
+        log.info("%s: %d new, %d edited, %d unchanged", source.name, added.new, added.versions,
+                 added.unchanged)
+
+
+def drift_events(r: Run, source: str, questions: dict[str, str]) -> None:
+    """Questions added, renamed or removed since the last run, named once in the audit log."""
+    store = r.c.store
+    key = f"questions:{source}"
+    before: dict[str, str] = store.value(key) or {}
+    if before and questions != before:
+        for qid, title in questions.items():
+            if qid not in before:
+                r.events.append(AuditEvent("source", source, "question added", repr(title)))
+            elif before[qid] != title:
+                r.events.append(AuditEvent("source", source, "question renamed",
+                                           f"{before[qid]!r} -> {title!r}"))
+        for qid, title in before.items():
+            if qid not in questions:
+                r.events.append(AuditEvent("source", source, "question removed", repr(title)))
+    if questions and questions != before:
+        store.set_value(key, questions, r.now)
+
+
+# -- 2. normalise ---------------------------------------------------------------------------
+
+def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Map answers to report fields, give each new response a report number (or join the
+    report it quotes), combine responses into reports. Returns (active, held) reports."""
+    s, store = r.config.settings, r.c.store
+    mappings = {src.name: s.mapping_for(src) for src in s.sources}
+    mapped = normalize.map_answers(store.latest_responses(), mappings, r.config.rules, r.tz,
+                                   s.dayfirst)
+    plan = normalize.plan_links(mapped.responses, store.links())
+    _number(r, plan.needs_number)
+    joined, orphans = normalize.resolve_follow_ups(plan.follow_ups, set(store.links().report_id))
+    store.add_links(joined, r.now)
+    _number(r, orphans)
+    reports = normalize.combine(mapped.responses, store.links(), r.config.rules)
+    r.summary.reports_changed = store.save_reports(normalize.to_records(reports), r.now)
+
+    unmapped = [f"{row.source}: {row.question!r} ({row.responses} responses)"
+                for row in mapped.unmapped.itertuples()]
+    if unmapped != (store.value("unmapped") or []):
+        r.events += [AuditEvent("source", u.split(":")[0], "unmapped question", u)
+                     for u in unmapped]
+        store.set_value("unmapped", unmapped, r.now)
+    r.summary.unmapped = unmapped
+    held = reports[reports["held"].notna()]
+    r.summary.held = len(held)
+    r.summary.reports = len(reports)
+    return reports[reports["held"].isna()].reset_index(drop=True), held.reset_index(drop=True)
+
+
+def _number(r: Run, responses: pd.DataFrame) -> None:
+    numbers = r.c.store.allocate("report", len(responses))
+    links = responses[["source", "response_id"]].assign(
+        report_id=[normalize.report_id(n) for n in numbers], how="new")
+    r.c.store.add_links(links, r.now)
+
+
+# -- 3, 4. validate and triage ---------------------------------------------------------------
+
+def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
+    rules = r.config.rules
+    checked = check_reports(reports, rules, r.now)
+    triaged = triage(reports, rules, r.tz)
+    view = reports.merge(checked.drop(columns=["report_id"]), left_index=True, right_index=True)
+    view = view.merge(triaged.drop(columns=["report_id"]), left_index=True, right_index=True)
+    r.summary.incomplete = int((view["dq_status"] == "incomplete").sum())
+    return view
+
+
+# -- 5. read the tracker ----------------------------------------------------------------------
+
+def read_tracker(r: Run) -> tuple[dict[str, Any] | None, dict[str, dict[str, dict[str, str]]]]:
+    """The sheets as they are now, and every manager value: new ones are audited and stored.
+
+    If the tracker cannot be read the values last seen are used and nothing is written to
+    it this run: writing blind could overwrite what managers typed.
+    """
+    store = r.c.store
+    stored = {spec.title: store.state(f"manager:{spec.title}") for spec in SHEETS}
+    try:
+        tables = r.c.tracker.read(SHEETS)
+    except NearmissError as exc:
+        r.failed("tracker read", exc)
+        return None, stored
+    states = {spec.title: read_sheet(spec, tables.get(spec.title)) for spec in SHEETS}
+    actions = states[ACTIONS.title]
+    if actions.unkeyed:  # rows managers added: give each new action an id
+        ids = [f"A-{n:04d}" for n in store.allocate("action", len(actions.unkeyed))]
+        write, assigned = assign_ids(actions, ids)
+        states["_assigned"] = write  # type: ignore[assignment]
+        r.events += [AuditEvent("action", aid, "action added", f"row {row} of {ACTIONS.title}")
+                     for aid, row in assigned.items()]
+    manager: dict[str, dict[str, dict[str, str]]] = {}
+    for spec in SHEETS:
+        values, changes = manager_changes(states[spec.title], stored[spec.title])
+        manager[spec.title] = values
+        r.events += manager_events(changes)
+        r.summary.manager_changes += len(changes)
+        if changes or values.keys() != stored[spec.title].keys():
+            store.save_state(f"manager:{spec.title}", values, r.now)
+    return states, manager
+
+
+# -- 6. manager decisions and repeats -------------------------------------------------------
+
+def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, str]]]
+           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Closed reports, action tracking, and repeat patterns (closures reopen on recurrence)."""
+    s, rules, store = r.config.settings, r.config.rules, r.c.store
+    today = r.now.tz_convert(r.tz).date()
+    closure = report_closure(manager[REPORTS.title], view["report_id"], s.dayfirst)
+    first_pass = action_state(manager[ACTIONS.title], {}, today, r.tz, s.dayfirst)
+    closures = pattern_closures(manager[PATTERNS.title], first_pass, r.tz, s.dayfirst)
+
+    prior_state = store.state("pattern")
+    prior = pd.DataFrame([{"pattern_id": pid, **st} for pid, st in prior_state.items()],
+                         columns=["pattern_id", "rule_id", "key", "members"])
+    found = repeats.detect(view, rules, prior, closures)
+    fresh = found.patterns.loc[found.patterns["pattern_id"].isna(), "fingerprint"].tolist()
+    ids = [f"PT-{n:04d}" for n in store.allocate("pattern", len(fresh))]
+    found = repeats.assign_ids(found, dict(zip(fresh, ids, strict=True)))
+    patterns = found.patterns.copy()
+    review = {pid: v.get("Review status", "") for pid, v in manager[PATTERNS.title].items()}
+    patterns["display_status"] = [
+        "under review" if st == "open" and review.get(pid, "").casefold() == "under review"
+        else st for pid, st in zip(patterns["pattern_id"], patterns["status"], strict=True)]
+    occurred = dict(zip(view["report_id"], view["occurred_at"], strict=True))
+    members = {pid: (list(m), [occurred[i] for i in m]) for pid, m in
+               zip(patterns["pattern_id"], patterns["members"], strict=True)}
+    actions = action_state(manager[ACTIONS.title], members, today, r.tz, s.dayfirst)
+
+    by_report = found.links.groupby("report_id")["pattern_id"].agg(lambda x: sorted(set(x)))
+    view = view.merge(closure.drop(columns=["report_id"]), left_index=True, right_index=True)
+    view["pattern_ids"] = view["report_id"].map(by_report).map(
+        lambda v: v if isinstance(v, list) else [])
+    triage_status = {k: v.get("Triage status", "").casefold()
+                     for k, v in manager[REPORTS.title].items()}
+    view["triaged"] = view["report_id"].map(
+        lambda k: triage_status.get(k, "") in ("triaged", "closed")) | view["closed"]
+    r.summary.patterns_open = int(patterns["status"].isin(["open", "reopened"]).sum())
+    return view, actions, patterns
+
+
+# -- 7. audit ----------------------------------------------------------------------------------
+
+def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
+    """Log what changed since the last run: checks, rules fired, risk flags, patterns."""
+    store, rules = r.c.store, r.config.rules
+    previous = store.state("decision")
+    r.known[REPORTS.title] = set(previous)
+    r.known[DATA_QUALITY.title] = {k for k, v in previous.items()
+                                   if v["dq_status"] == "incomplete" or v.get("completed_at")}
+    r.known[PATTERNS.title] = set(store.state("pattern"))
+    events, state = decision_events(view, previous, rules, r.tz, r.now)
+    r.events += events
+    if events:
+        store.save_state("decision", state, r.now)
+    view["completed_at"] = view["report_id"].map(
+        lambda k: state[k].get("completed_at")).astype(object)
+    p_events, happened, p_state = pattern_events(patterns, store.state("pattern"), r.tz)
+    patterns["event"] = happened
+    r.events += p_events
+    if p_events or p_state.keys() != store.state("pattern").keys():
+        store.save_state("pattern", {pid: {**st, "rule_id": rule, "key": key}
+                                     for (pid, st), rule, key in zip(
+                                         p_state.items(), patterns["rule_id"], patterns["key"],
+                                         strict=True)}, r.now, replace=True)
+
+
+# -- 8, 9. the closed loop: emails owed, and sending them ------------------------------------
+
+def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
+                 patterns: pd.DataFrame) -> None:
+    s, store = r.config.settings, r.c.store
+    reference_question = next((q for q, f in s.mapping.items() if f == "report_reference"),
+                              "earlier report reference")
+    owed = owed_messages(
+        view, r.config.rules, roles=s.roles, queued=store.outbox_keys(), now=r.now, tz=r.tz,
+        recent_days=s.mail.recent_days, actions=actions, patterns=patterns,
+        briefs=[b.model_dump() for b in s.mail.learning_briefs],
+        reference_question=reference_question)
+    common = {"provider": s.provider, "tracker": r.c.tracker_location}
+    items = []
+    for o in owed:
+        subject, text, html = r.c.renderer.render(o.kind, {**common, **o.context})
+        items.append(OutboxItem(o.key, o.kind, o.entity_id, o.recipients, subject, text, html))
+    added = store.enqueue(items, r.now)
+    r.summary.emails_queued = len(added)
+    r.summary.alerts = sum(1 for i in added if i.kind.startswith("alert"))
+
+
+def send_emails(r: Run) -> None:
+    """Drain the outbox through the transport, one connection, marking each message as it
+    goes so a failure part-way loses nothing and sends nothing twice."""
+    s, store = r.config.settings, r.c.store
+    pending = store.pending(limit=s.mail.max_per_run)
+    if pending:
+        try:
+            with r.c.transport.connect() as send:
+                for item in pending:
+                    message = build_message(item, s.mail.sender, s.mail.reply_to, r.now)
+                    try:
+                        note = send(message)
+                    except MailError as exc:
+                        store.mark_failed(item["key"], str(exc), final=not exc.retry_later)
+                        r.summary.emails_failed += 1
+                        r.events.append(AuditEvent(_entity(item), item["entity_id"],
+                                                   "email failed", f"{item['kind']}: {exc}",
+                                                   {"key": item["key"]}))
+                        if exc.stop_run:
+                            raise
+                        continue
+                    store.mark_sent(item["key"], r.now)
+                    r.summary.emails_sent += 1
+                    r.events.append(AuditEvent(
+                        _entity(item), item["entity_id"], "email sent",
+                        f"{item['kind']} to {', '.join(item['recipients'])}"
+                        + (f" ({note})" if note else ""), {"key": item["key"]}))
+        except MailError as exc:
+            r.failed("mail", exc)
+    r.summary.emails_pending = len(store.pending())
+
+
+def _entity(item: dict[str, Any]) -> str:
+    kind, entity = item["kind"], item["entity_id"]
+    if entity.startswith("NM-"):
+        return "report"
+    if entity.startswith("PT-"):
+        return "pattern"
+    if entity.startswith("A-"):
+        return "action"
+    return "team" if kind == "learning_brief" else "email"
+
+
+# -- 10. write the tracker ----------------------------------------------------------------------
+
+def write_tracker(r: Run, sheets: dict[str, Any], view: pd.DataFrame, held: pd.DataFrame,
+                  actions: pd.DataFrame, patterns: pd.DataFrame) -> None:
+    """Write changed system cells and new rows of every sheet in one batch."""
+    store, rules, tz = r.c.store, r.config.rules, r.tz
+    sent = store.outbox_frame()
+    sent = sent[sent["sent_at"].notna()]
+    kinds = sent.groupby("entity_id")["kind"].agg(set).to_dict()
+    requested = sent[sent["kind"] == "missing_info"].groupby("entity_id")["sent_at"].max()
+    view = view.assign(
+        loop=[_loop_text(kinds.get(rid, set()), anon) for rid, anon in
+              zip(view["report_id"], view["anonymous"], strict=True)],
+        info_requested=view["report_id"].map(requested).map(
+            lambda t: normalize.local_time(pd.Timestamp(t), tz, "%Y-%m-%d")
+            if isinstance(t, str) else ""),
+        contactable=view["reporter_email"].map(valid_address),
+    )
+    quality = quality_rows(view, rules)
+    held_rows = pd.DataFrame({
+        "Report ID": held["report_id"], "Status": "Held",
+        "Cannot proceed without": held["held"],
+        "Service": held["service"].fillna("") if "service" in held else "",
+    }).set_index("Report ID", drop=False) if not held.empty else quality.iloc[0:0]
+
+    manager = {spec.title: store.state(f"manager:{spec.title}") for spec in SHEETS}
+    writes = [sheets.pop("_assigned")] if "_assigned" in sheets else []
+    plans = [
+        (REPORTS, reports_rows(view, rules, tz, r.now)),
+        (PATTERNS, patterns_rows(patterns, tz)),
+        (ACTIONS, actions_rows(actions)),
+        (DATA_QUALITY, pd.concat([quality, held_rows])),
+    ]
+    for spec, desired in plans:
+        write, _, restored = plan_sheet(sheets[spec.title], desired, manager[spec.title],
+                                        r.known.get(spec.title, set()))
+        writes.append(write)
+        r.events += [AuditEvent("report" if spec is not PATTERNS else "pattern", k,
+                                "row restored", f"{spec.title} row was deleted; restored")
+                     for k in restored]
+    writes = merge_writes(*writes)
+    try:
+        r.c.tracker.write(writes)
+    except NearmissError as exc:
+        r.failed("tracker write", exc)
+        return
+    r.summary.tracker_cells = sum(len(w.cells) for w in writes)
+    r.summary.tracker_rows = sum(len(w.append) for w in writes)
+
+
+def _loop_text(kinds: set[str], anonymous: bool) -> str:
+    done = [label for kind, label in (("acknowledgement", "acknowledged"),
+                                      ("missing_info", "details requested"),
+                                      ("outcome", "outcome sent")) if kind in kinds]
+    if anonymous and not done:
+        return "anonymous: hears back in the team brief"
+    return ", ".join(done)

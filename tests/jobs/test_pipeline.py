@@ -1,0 +1,160 @@
+"""The whole loop on embedded connectors: real export files, SQLite, XLSX and .eml files."""
+
+import pandas as pd
+import pytest
+
+from connectors.store import Store
+from jobs.pipeline import RunFailed
+from tests.fakes.deployment import MEDICATION, Deployment
+
+
+@pytest.fixture
+def dep(tmp_path) -> Deployment:
+    d = Deployment(tmp_path)
+    d.add_google("2026-11-16 10:00", **{"service": "Riverside Supported Living"})
+    d.add_microsoft("2026-11-17 11:00", email="sam@example.org", name="Sam",
+                    category="Transport", service="Northgate Home Care",
+                    appointment_time="10:30", transport_change="Pickup moved an hour",
+                    staffing_allocation="One carer", person_impact="Nearly late",
+                    communication_source="Driver's text", immediate_mitigation="Called ahead",
+                    case_manager_notified="No")
+    return d
+
+
+def store_of(dep: Deployment) -> Store:
+    return Store.open(dep.folder / "nearmiss.db")
+
+
+def test_second_run_on_the_same_inputs_adds_nothing(dep):
+    first = dep.run()
+    assert (first.new_responses, first.reports) == (2, 2)
+    assert first.emails_sent == 2  # two acknowledgements
+    tracker_before = dep.sheet_values()
+    emails_before = [p.read_bytes() for p in dep.emails()]
+
+    second = dep.run()
+    assert (second.new_responses, second.new_versions, second.reports_changed) == (0, 0, 0)
+    assert (second.emails_queued, second.emails_sent) == (0, 0)
+    assert (second.tracker_rows, second.tracker_cells) == (0, 0)
+    assert dep.sheet_values() == tracker_before
+    assert [p.read_bytes() for p in dep.emails()] == emails_before
+    last = store_of(dep).audit_trail(str(second.run_id))[-1]
+    assert last["event"] == "run finished" and last["reason"].startswith("0 new, 0 edited")
+
+
+def test_edited_response_is_a_new_version_of_the_same_report(dep):
+    dep.run()
+    dep.edit_microsoft(1, "2026-11-18 09:00", description="Pickup moved, and nobody told us")
+    summary = dep.run()
+    assert (summary.new_responses, summary.new_versions, summary.reports) == (0, 1, 2)
+    rows = {r["Report ID"]: r for r in dep.sheet()}
+    assert len(rows) == 2
+    assert rows["NM-000002"]["Version"] == 2
+    assert rows["NM-000002"]["What happened"] == "Pickup moved, and nobody told us"
+    store = store_of(dep)
+    assert [v["version"] for v in store.raw_versions("microsoft-form", "1")] == [1, 2]
+    assert any(e["event"] == "new version" for e in store.audit_trail("NM-000002"))
+
+
+def test_malformed_rows_are_kept_marked_and_the_run_completes(dep):
+    dep.google_rows.append({"Timestamp": "sometime on Tuesday", "Email Address": "",
+                            "What kind of near miss was it?": "Paperwork",
+                            "What happened?": "Form filled in wrong"})
+    dep.write_exports()
+    summary = dep.run()
+    assert summary.reports == 3
+    rows = {r["Report ID"]: r for r in dep.sheet()}
+    odd = rows["NM-000003"]
+    assert odd["Category"] == "Paperwork" and odd["Data quality"] == "Incomplete"
+    trail = store_of(dep).audit_trail("NM-000003")
+    reasons = " ".join(e["reason"] for e in trail)
+    assert "submission time 'sometime on Tuesday' could not be read" in reasons
+    assert "'Paperwork' is not a known value" in reasons
+
+
+def test_missing_input_file_names_the_file_and_keeps_the_rest(dep):
+    dep.run()
+    dep.add_google("2026-11-20 10:00", **{"service": "Oak House"})
+    (dep.folder / "exports" / "near-miss-microsoft-form.xlsx").unlink()
+    with pytest.raises(RunFailed, match=r"microsoft-form: export file not found: .*\.xlsx"):
+        dep.run()
+    rows = {r["Report ID"] for r in dep.sheet()}
+    assert rows == {"NM-000001", "NM-000002", "NM-000003"}  # nothing lost, new one in
+
+
+def test_medication_report_missing_the_name_is_incomplete_then_completed(dep):
+    dep.add_google("2026-11-19 10:00", email="jo@example.org", medication_name=None)
+    dep.run()
+    row = {r["Report ID"]: r for r in dep.sheet()}["NM-000003"]
+    assert row["Data quality"] == "Incomplete"
+    assert row["Missing information"] == "cannot proceed without: medication name"
+    quality = {r["Report ID"]: r for r in dep.sheet("Data quality")}
+    assert quality["NM-000003"]["Status"] == "Incomplete"
+    request = [p for p in dep.emails() if p.name.startswith("missing_NM-000003")]
+    assert len(request) == 1 and b"medication name" in request[0].read_bytes()
+
+    follow_up = {**{k: None for k in MEDICATION}, "medication_name": "Sertraline 50mg"}
+    dep.add_google("2026-11-20 08:00", email="jo@example.org", report_reference="NM-000003",
+                   **follow_up)
+    summary = dep.run(now="2026-11-23 10:00")
+    assert summary.reports == 3
+    row = {r["Report ID"]: r for r in dep.sheet()}["NM-000003"]
+    assert row["Data quality"] == "Complete" and row["Version"] == 2
+    assert {r["Report ID"]: r for r in dep.sheet("Data quality")}["NM-000003"][
+        "Status"] == "Complete"
+    events = [e["event"] for e in store_of(dep).audit_trail("NM-000003")]
+    assert "check failed" in events and "completed" in events
+
+
+def test_unmapped_question_holds_only_the_reports_that_answer_it(dep):
+    dep.google_rows.append({"Timestamp": "2026/11/20 10:00:00 AM GMT",
+                            "What kind of near miss was it?": "Medication",
+                            "Was anyone else nearby?": "No"})
+    dep.write_exports()
+    summary = dep.run()
+    assert summary.held == 1 and summary.reports == 3
+    assert any("Was anyone else nearby?" in u for u in summary.unmapped)
+    assert {r["Report ID"] for r in dep.sheet()} == {"NM-000001", "NM-000002"}
+    held = {r["Report ID"]: r for r in dep.sheet("Data quality")}["NM-000003"]
+    assert held["Status"] == "Held"
+    dep.data["mapping"]["Was anyone else nearby?"] = "ignore"
+    assert dep.run().held == 0
+    assert "NM-000003" in {r["Report ID"] for r in dep.sheet()}
+
+
+def test_anonymous_report_is_kept_and_not_emailed(tmp_path):
+    dep = Deployment(tmp_path)
+    dep.add_microsoft("2026-11-20 10:00")  # email "anonymous", no name
+    summary = dep.run()
+    row = dep.sheet()[0]
+    assert row["Reporter"] == "Anonymous"
+    assert summary.emails_queued == 0
+    assert row["Loop"] == "anonymous: hears back in the team brief"
+
+
+def test_run_lock_stops_a_second_run(dep):
+    from connectors.errors import LockedError
+    from jobs.lock import run_lock
+
+    with run_lock(dep.folder / "nearmiss.lock"), pytest.raises(LockedError,
+                                                               match="another run"):
+        dep.run()
+
+
+def test_reports_older_than_the_recent_window_get_no_email(tmp_path):
+    dep = Deployment(tmp_path)
+    dep.data["mail"]["recent_days"] = 14
+    dep.add_google("2026-06-01 10:00")
+    dep.add_google("2026-11-20 10:00")
+    summary = dep.run()
+    assert summary.emails_sent == 1
+    assert pd.Series([p.name for p in dep.emails()]).str.contains("NM-000002").all()
+
+
+def test_a_form_with_no_responses_yet_creates_the_tracker(tmp_path):
+    dep = Deployment(tmp_path)
+    summary = dep.run()
+    assert (summary.reports, summary.emails_queued) == (0, 0)
+    values = dep.sheet_values()
+    assert set(values) == {"Reports", "Patterns", "Actions", "Data quality"}
+    assert values["Reports"][0][0] == "Report ID" and len(values["Reports"]) == 1

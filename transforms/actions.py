@@ -1,0 +1,177 @@
+"""What the managers' entries in the tracker mean: closed reports, action tracking, and
+when a pattern counts as closed (so that a recurrence can reopen it).
+
+Managers type dates in whatever form their spreadsheet gives (`2026-11-20`, `20/11/2026`,
+a date cell); a value that cannot be read is pointed out in the tracker, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from transforms.tracker import ACTION_STATUS, JUST_CULTURE
+
+DONE = {"done - awaiting verification", "verified effective"}
+REPORT_ID = re.compile(r"(?i)\bNM[\s\-_]*0*(\d{1,9})\b")
+PATTERN_ID = re.compile(r"(?i)\bPT[\s\-_]*0*(\d{1,9})\b")
+# "We reminded staff" is rarely a control on its own (DOMAIN: actions are controls).
+REMINDER = re.compile(r"(?i)\b(remind(ed)?|reminder)\b")
+CONTROL = re.compile(r"(?i)\b(check|audit|checklist|prompt|supervis|workflow|system|rota)\w*")
+
+
+def parse_day(text: str | None, dayfirst: bool = True) -> date | None:
+    """A manager-typed date, or None when blank or unreadable."""
+    if not text or not str(text).strip():
+        return None
+    try:
+        ts = pd.to_datetime(str(text).strip(), dayfirst=dayfirst, format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None if pd.isna(ts) else ts.date()
+
+
+def end_of_day(day: date, tz: ZoneInfo) -> pd.Timestamp:
+    """A date typed by a manager means the whole of that local day."""
+    return (pd.Timestamp(day) + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC") \
+        - pd.Timedelta(microseconds=1)
+
+
+def _frame(values: dict[str, dict[str, str]], columns: list[str], key: str) -> pd.DataFrame:
+    frame = pd.DataFrame.from_dict(values, orient="index")
+    frame = frame.reindex(columns=columns).fillna("").astype(str)
+    frame.index.name = key
+    return frame
+
+
+def report_closure(manager: dict[str, dict[str, str]], report_ids: pd.Series,
+                   dayfirst: bool = True) -> pd.DataFrame:
+    """Per report: closed (bool), closed_on (date), suggested response, and a check message.
+
+    A report counts as closed only with an outcome for the reporter or a documented reason
+    for no further action: closing the loop is the point of closing.
+    """
+    cols = ["Triage status", "Triage date", "Just-culture classification",
+            "Outcome for reporter", "No further action reason", "Closed on"]
+    m = _frame(manager, cols, "report_id").reindex(report_ids).fillna("")
+    wants_close = m["Triage status"].str.casefold().eq("closed") | m["Closed on"].ne("")
+    explained = m["Outcome for reporter"].ne("") | m["No further action reason"].ne("")
+    closed_on = m["Closed on"].map(lambda t: parse_day(t, dayfirst))
+    checks = pd.Series("", index=m.index)
+    checks = checks.mask(wants_close & ~explained, "closed without an outcome or a no further "
+                         "action reason: not treated as closed")
+    bad_date = m["Closed on"].ne("") & closed_on.isna()
+    checks = checks.mask(bad_date, "'Closed on' is not a date: not treated as closed")
+    bad_triage = m["Triage date"].ne("") & m["Triage date"].map(
+        lambda t: parse_day(t, dayfirst)).isna()
+    checks = checks.mask(bad_triage & checks.eq(""), "'Triage date' is not a date")
+    suggestions = {k.casefold(): v for k, v in JUST_CULTURE.items()}
+    classification = m["Just-culture classification"].str.casefold().map(suggestions)
+    return pd.DataFrame({
+        "report_id": report_ids.to_numpy(),
+        "closed": (wants_close & explained & ~bad_date).to_numpy(),
+        "closed_on": closed_on.to_numpy(),
+        "outcome": m["Outcome for reporter"].to_numpy(),
+        "nfa_reason": m["No further action reason"].to_numpy(),
+        "suggested_response": classification.fillna("").to_numpy(),
+        "check": checks.to_numpy(),
+    })
+
+
+def linked_ids(text: str) -> tuple[list[str], list[str]]:
+    """Report and pattern ids a manager named in "Linked to" ("NM-12, PT-3")."""
+    reports = [f"NM-{int(n):06d}" for n in REPORT_ID.findall(text or "")]
+    patterns = [f"PT-{int(n):04d}" for n in PATTERN_ID.findall(text or "")]
+    return reports, patterns
+
+
+def action_state(manager: dict[str, dict[str, str]],
+                 members: dict[str, tuple[list[str], list[pd.Timestamp]]], today: date,
+                 tz: ZoneInfo, dayfirst: bool = True) -> pd.DataFrame:
+    """Per action: parsed dates, overdue, reopened (and why), and the tracking note.
+
+    `members` gives each pattern's member report ids and when they occurred.
+
+    "Not effective", or a new member of a linked pattern after the action was verified,
+    reopens the action: it is treated as open until a manager verifies it again later.
+    """
+    cols = ["Linked to", "Action", "Owner", "Owner email", "Due", "Evidence required",
+            "Verification method", "Verification due", "Status", "Verified on", "Outcome"]
+    a = _frame(manager, cols, "action_id")
+    rows = []
+    statuses = {s.casefold(): s for s in ACTION_STATUS}
+    for aid, r in a.iterrows():  # actions are typed by hand: tens, not thousands
+        reports, pats = linked_ids(r["Linked to"])
+        status = statuses.get(r["Status"].casefold(), r["Status"])
+        due = parse_day(r["Due"], dayfirst)
+        verify_due = parse_day(r["Verification due"], dayfirst)
+        verified_on = parse_day(r["Verified on"], dayfirst)
+        notes: list[str] = []
+        reopened = ""
+        if status == "Not effective":
+            reopened = "verification found it not effective"
+        elif status == "Verified effective" and verified_on:
+            cutoff = end_of_day(verified_on, tz)
+            for pid in pats:
+                ids, times = members.get(pid, ([], []))
+                after = [(i, t) for i, t in zip(ids, times, strict=True) if t > cutoff]
+                if after:
+                    first, when = after[0]
+                    reopened = (f"{first} joined {pid} on {when.tz_convert(tz):%Y-%m-%d}, "
+                                f"after verification on {verified_on:%Y-%m-%d}")
+                    break
+        done = status.casefold() in DONE and not reopened
+        overdue = bool(due and due < today and not done)
+        verification_overdue = bool(status == "Done - awaiting verification" and verify_due
+                                    and verify_due < today)
+        if reopened:
+            notes.append(f"reopened: {reopened}")
+        if r["Status"] and r["Status"] not in ACTION_STATUS and status not in ACTION_STATUS:
+            notes.append(f"unknown status {r['Status']!r}")
+        if r["Due"] and not due:
+            notes.append("'Due' is not a date")
+        if status == "Verified effective" and not verified_on:
+            notes.append("add 'Verified on' so a recurrence can be detected")
+        if not r["Action"]:
+            notes.append("no action described")
+        elif REMINDER.search(r["Action"]) and not CONTROL.search(r["Action"]):
+            notes.append("a reminder alone is rarely a control: add a check, prompt or workflow "
+                         "change")
+        if overdue:
+            notes.append(f"overdue since {due:%Y-%m-%d}")
+        if verification_overdue:
+            notes.append(f"verification overdue since {verify_due:%Y-%m-%d}")
+        rows.append({
+            "action_id": aid, "reports": reports, "patterns": pats, "action": r["Action"],
+            "owner": r["Owner"], "owner_email": r["Owner email"].strip(), "due": due,
+            "evidence": r["Evidence required"], "status": status, "verified_on": verified_on,
+            "outcome": r["Outcome"], "linked": r["Linked to"], "reopened": reopened,
+            "done": done, "overdue": overdue, "verification_overdue": verification_overdue,
+            "tracking": "; ".join(notes),
+        })
+    return pd.DataFrame(rows, columns=[
+        "action_id", "reports", "patterns", "action", "owner", "owner_email", "due", "evidence",
+        "status", "verified_on", "outcome", "linked", "reopened", "done", "overdue",
+        "verification_overdue", "tracking"])
+
+
+def pattern_closures(manager: dict[str, dict[str, str]], actions: pd.DataFrame,
+                     tz: ZoneInfo, dayfirst: bool = True) -> pd.DataFrame:
+    """When each pattern was last closed: its review closed, or an action on it verified."""
+    closed: dict[str, pd.Timestamp] = {}
+    for pid, values in manager.items():
+        if values.get("Review status", "").casefold() == "closed":
+            day = parse_day(values.get("Closed on", ""), dayfirst)
+            if day:
+                closed[pid] = max(closed.get(pid, pd.Timestamp.min.tz_localize("UTC")),
+                                  end_of_day(day, tz))
+    for _, act in actions.iterrows():
+        if act["status"] == "Verified effective" and act["verified_on"]:
+            for pid in act["patterns"]:
+                at = end_of_day(act["verified_on"], tz)
+                closed[pid] = max(closed.get(pid, at), at)
+    return pd.DataFrame({"pattern_id": list(closed), "closed_at": list(closed.values())},
+                        columns=["pattern_id", "closed_at"])

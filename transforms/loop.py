@@ -1,0 +1,229 @@
+"""Which emails the loop owes: acknowledgements, requests for missing items, outcomes,
+overdue-action reminders, the monthly team learning brief, and alerts to named roles.
+
+Each owed email has an idempotency key (kind + entity, plus whatever makes a repeat
+legitimate: the missing items asked for, the closing date, the reminder's day), so the
+outbox holds it once however many runs compute it. Messages to reporters carry no
+person-served reference, even when a manager typed one into the outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+from config.rules import Rules
+from transforms.normalize import local_time
+
+ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+
+
+@dataclass(frozen=True)
+class Owed:
+    key: str
+    kind: str  # template name
+    entity_id: str  # report, action, pattern or team the message is about
+    recipients: list[str]
+    context: dict[str, Any]
+
+
+def valid_address(value: Any) -> bool:
+    return isinstance(value, str) and bool(ADDRESS.match(value.strip()))
+
+
+def _digest(items: list[str]) -> str:
+    return hashlib.sha256("|".join(sorted(items)).encode()).hexdigest()[:10]
+
+
+def _redact(text: str, refs: list[str]) -> str:
+    """Remove person-served references from text going to a reporter."""
+    for ref in refs:
+        if ref and len(ref) >= 2:
+            text = re.sub(rf"(?i)(?<!\w){re.escape(ref)}(?!\w)", "[person]", text)
+    return text
+
+
+def _label(rules: Rules, field: str, value: Any) -> str:
+    if value is None or (not isinstance(value, list) and pd.isna(value)):
+        return ""
+    choices = rules.choices(field) if field in rules.fields else {}
+    if isinstance(value, list):
+        return ", ".join(choices.get(v, v) for v in value)
+    return choices.get(value, str(value))
+
+
+def report_context(row: pd.Series, rules: Rules, tz: ZoneInfo) -> dict[str, Any]:
+    """What templates may say about a report. No person reference, no reporter details."""
+    return {
+        "id": row["report_id"],
+        "category": _label(rules, "category", row.get("category")) or "uncategorised",
+        "service": row.get("service") if isinstance(row.get("service"), str) else "",
+        "setting": _label(rules, "setting", row.get("setting")),
+        "submitted": local_time(row["submitted_at"], tz),
+        "occurred": local_time(row.get("occurred_at"), tz),
+        "occurred_date": local_time(row.get("occurred_at"), tz, "%d %B %Y")
+        or local_time(row["submitted_at"], tz, "%d %B %Y"),
+        "potential_harm": _label(rules, "potential_harm", row.get("potential_harm")),
+        "pathway": row.get("pathway_label", ""),
+        "priority": row.get("priority", ""),
+        "triage_due": local_time(row.get("triage_due"), tz, "%a %d %b %H:%M"),
+        "rule": row.get("rule_id", ""),
+        "notification_reasons": row.get("notification_reasons", ""),
+    }
+
+
+def _staff_context(row: pd.Series, rules: Rules, tz: ZoneInfo) -> dict[str, Any]:
+    """Alerts go to named leads inside the provider: they may see what happened."""
+    ctx = report_context(row, rules, tz)
+    ctx["description"] = row.get("description") if isinstance(row.get("description"), str) \
+        else ""
+    ctx["immediate_action"] = row.get("immediate_action") if isinstance(
+        row.get("immediate_action"), str) else ""
+    return ctx
+
+
+def owed_messages(
+    reports: pd.DataFrame,
+    rules: Rules,
+    *,
+    roles: dict[str, list[str]],
+    queued: set[str],
+    now: pd.Timestamp,
+    tz: ZoneInfo,
+    recent_days: float,
+    actions: pd.DataFrame | None = None,
+    patterns: pd.DataFrame | None = None,
+    briefs: list[dict[str, Any]] | None = None,
+    reference_question: str = "earlier report reference",
+) -> list[Owed]:
+    """Every message owed now whose key is not already queued.
+
+    `reports` joins the normalised reports with their check, triage, closure (closed,
+    closed_on, outcome, nfa_reason) and pattern columns.
+    Reports submitted more than `recent_days` ago get no acknowledgement, request or alert:
+    connecting a form with a long history must not email everyone about old reports.
+    """
+    owed: list[Owed] = []
+    recent = reports["submitted_at"] >= now - pd.Timedelta(days=recent_days)
+
+    def add(key: str, kind: str, entity: str, to: list[str], ctx: dict[str, Any]) -> None:
+        to = sorted({a.strip().lower() for a in to if valid_address(a)})
+        if key not in queued and to:
+            owed.append(Owed(key, kind, entity, to, ctx))
+
+    def role_addresses(names: list[str]) -> list[str]:
+        return [a for n in names for a in roles.get(n, [])]
+
+    mailable = reports[recent & reports["reporter_email"].map(valid_address)]
+    for _, row in mailable.iterrows():
+        rid = row["report_id"]
+        add(f"ack:{rid}", "acknowledgement", rid, [row["reporter_email"]],
+            {"report": report_context(row, rules, tz)})
+        wanted = list(row.get("missing") or []) + list(row.get("invalid") or [])
+        if wanted:
+            add(f"missing:{rid}:{_digest(wanted)}", "missing_info", rid, [row["reporter_email"]],
+                {"report": report_context(row, rules, tz),
+                 "missing": [rules.label(f) for f in wanted if f in rules.fields],
+                 "reference_question": reference_question})
+
+    for _, row in reports[recent].iterrows():
+        rid = row["report_id"]
+        if row.get("alert_roles"):
+            add(f"alert:{rid}:{row['pathway']}", "alert_pathway", rid,
+                role_addresses(row["alert_roles"]), {"report": _staff_context(row, rules, tz)})
+        if row.get("notification_risk"):
+            add(f"notify:{rid}", "alert_notification", rid,
+                role_addresses(rules.notification_alert),
+                {"report": _staff_context(row, rules, tz)})
+
+    if "closed" in reports:
+        closed = reports[reports["closed"] & reports["reporter_email"].map(valid_address)]
+        for _, row in closed.iterrows():
+            rid = row["report_id"]
+            refs = [row["person_ref"]] if isinstance(row.get("person_ref"), str) else []
+            linked = [] if actions is None or actions.empty else [
+                {"action": _redact(a["action"], refs), "status": a["status"],
+                 "outcome": _redact(a["outcome"], refs)}
+                for _, a in actions.iterrows()
+                if rid in a["reports"] or set(a["patterns"]) & set(row.get("pattern_ids") or [])]
+            day = row["closed_on"].isoformat() if row["closed_on"] else "closed"
+            add(f"outcome:{rid}:{day}", "outcome", rid, [row["reporter_email"]], {
+                "report": report_context(row, rules, tz),
+                "outcome": _redact(row["outcome"], refs),
+                "nfa_reason": _redact(row["nfa_reason"], refs),
+                "actions": linked,
+            })
+
+    today = now.tz_convert(tz).date()
+    if actions is not None and not actions.empty:
+        for _, a in actions[actions["overdue"] | actions["verification_overdue"]].iterrows():
+            days = (today - a["due"]).days if a["overdue"] else 0
+            add(f"reminder:{a['action_id']}:{today.isoformat()}", "reminder", a["action_id"],
+                [a["owner_email"]], {"action": {
+                    "id": a["action_id"], "action": a["action"], "owner": a["owner"],
+                    "due": a["due"].strftime("%d %B %Y") if a["due"] else "",
+                    "linked": a["linked"], "evidence": a["evidence"], "status": a["status"],
+                    "days_overdue": days}})
+
+    if patterns is not None and not patterns.empty:
+        for _, p in patterns[patterns["event"].isin(["opened", "reopened"])].iterrows():
+            rule = next(r for r in rules.repeats if r.id == p["rule_id"])
+            suffix = "" if p["event"] == "opened" else f":{p['closed_at']:%Y-%m-%d}"
+            add(f"pattern:{p['pattern_id']}:{p['event']}{suffix}", "alert_pattern",
+                p["pattern_id"], role_addresses(rule.alert), {"pattern": {
+                    "id": p["pattern_id"], "event": p["event"], "label": p["key_label"],
+                    "rule": rule.label, "window_days": f"{rule.window_days:g}",
+                    "count": p["count"], "members": p["members"], "reason": p["reason"] or "",
+                    "first": local_time(p["first_at"], tz), "last": local_time(p["last_at"], tz),
+                }})
+
+    for brief in briefs or []:
+        owed.extend(_learning_brief(brief, reports, actions, patterns, rules, today, tz, queued))
+    return owed
+
+
+def _learning_brief(brief: dict[str, Any], reports: pd.DataFrame, actions: pd.DataFrame | None,
+                    patterns: pd.DataFrame | None, rules: Rules, today: date, tz: ZoneInfo,
+                    queued: set[str]) -> list[Owed]:
+    """Last month's "you said, we did" for one team: the way anonymous reporters hear back."""
+    first_of_month = today.replace(day=1)
+    last_month_end = first_of_month - pd.Timedelta(days=1)
+    month_start = last_month_end.replace(day=1)
+    key = f"brief:{month_start:%Y-%m}:{brief['team']}"
+    to = [a for a in brief["to"] if valid_address(a)]
+    if key in queued or not to:
+        return []
+    services = set(brief.get("services") or [])
+    local_day = reports["submitted_at"].dt.tz_convert(tz).dt.date
+    in_month = reports[(local_day >= month_start) & (local_day <= last_month_end)]
+    if services:
+        in_month = in_month[in_month["service"].isin(services)]
+    counts = in_month["category"].map(lambda c: _label(rules, "category", c) or
+                                      "uncategorised").value_counts()
+    changes = []
+    if actions is not None and not actions.empty:
+        team_reports = set(reports["report_id"] if not services else
+                           reports.loc[reports["service"].isin(services), "report_id"])
+        for _, a in actions.iterrows():
+            done_in_month = a["verified_on"] and month_start <= a["verified_on"] <= last_month_end
+            linked_to_team = not services or set(a["reports"]) & team_reports or a["patterns"]
+            if a["status"] == "Verified effective" and done_in_month and linked_to_team:
+                refs = list(reports.loc[reports["report_id"].isin(a["reports"]), "person_ref"]
+                            .dropna())
+                changes.append({"action": _redact(a["action"], refs),
+                                "outcome": _redact(a["outcome"], refs)})
+    active = [] if patterns is None or patterns.empty else [
+        {"label": p["key_label"], "count": p["count"], "status": p["status"]}
+        for _, p in patterns[patterns["status"].isin(["open", "reopened", "under review"])]
+        .iterrows() if not services or set(p["key"]) & services]
+    return [Owed(key, "learning_brief", brief["team"], sorted(to), {
+        "team": brief["team"], "month": f"{month_start:%B %Y}", "received": len(in_month),
+        "by_category": [{"category": c, "count": int(n)} for c, n in counts.items()],
+        "changes": changes, "patterns": active,
+    })]
