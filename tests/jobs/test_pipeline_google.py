@@ -1,0 +1,138 @@
+"""The whole loop on Google Workspace: the Forms API source, the Google Sheets tracker and
+Gmail, all against the local fakes over real HTTP."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jobs.pipeline import RunFailed, RunSummary
+from tests.connectors.test_google_auth import KEY_ENV, write_service_account_key
+from tests.fakes.google import GoogleFakeServer
+from tests.jobs.test_pipeline_google_forms import GoogleDeployment
+
+NOW = "2026-11-23 09:00"
+SERVICES = ["Oak House", "Riverside Supported Living", "Northgate Home Care",
+            "Elm Court Day Service", "Community Outreach East"]
+
+
+class WorkspaceDeployment(GoogleDeployment):
+    """Form, tracker and mail all on Google."""
+
+    def __init__(self, folder, server: GoogleFakeServer) -> None:
+        super().__init__(folder, server)
+        self.sheet_id = server.sheets.create_spreadsheet("Near-miss tracker", ["Sheet1"])
+        self.data["tracker"] = {"kind": "google_sheets", "spreadsheet_id": self.sheet_id}
+        self.data["mail"]["transport"] = {"kind": "gmail"}
+        self.data["mail"]["max_per_run"] = 5000
+        self.data["google"]["delegated_user"] = "nearmiss@oakfield-care.example"
+
+    def rows(self, title: str = "Reports") -> list[list[Any]]:
+        return self.server.sheets.get_values(self.sheet_id, f"'{title}'")
+
+    def records(self, title: str = "Reports") -> dict[str, dict[str, Any]]:
+        header, *body = self.rows(title)
+        return {r[0]: dict(zip(header, r, strict=False)) for r in body}
+
+    def type_into(self, key: str, **values: str) -> None:
+        """A manager types into the Reports sheet, in the browser."""
+        header, *body = self.rows()
+        row = next(i for i, r in enumerate(body, start=2) if r and r[0] == key)
+        for column, value in values.items():
+            col = header.index(column)
+            letter = chr(65 + col) if col < 26 else "A" + chr(65 + col - 26)
+            self.server.sheets.set_values(self.sheet_id, f"Reports!{letter}{row}", [[value]],
+                                          value_input_option="USER_ENTERED")
+
+    def final_state(self) -> tuple:
+        emails = Counter(str(m["X-Nearmiss-Key"]) for m in self.server.gmail.sent)
+        tracker = {title: self.rows(title) for title in ("Reports", "Patterns",
+                                                         "Data quality")}
+        return tracker, emails
+
+
+def deployment(tmp_path, monkeypatch, server: GoogleFakeServer) -> WorkspaceDeployment:
+    monkeypatch.setenv(KEY_ENV, str(write_service_account_key(
+        tmp_path / "sa.json", "https://oauth2.googleapis.com/token")))
+    return WorkspaceDeployment(tmp_path, server)
+
+
+def fill(dep: WorkspaceDeployment, n: int) -> None:
+    for i in range(n):
+        day, minute = 2 + i % 20, i % 600
+        dep.add(f"2026-11-{day:02d} {8 + minute // 60}:{minute % 60:02d}",
+                service=SERVICES[i % len(SERVICES)],
+                person_ref=f"P-{i:04d}", contributing_factors=["Handover"][: i % 2])
+
+
+def sheets_requests(server: GoogleFakeServer) -> Counter:
+    return Counter(r.method_id for r in server.requests if r.api == "sheets")
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Iterator[WorkspaceDeployment]:
+    with GoogleFakeServer(seed=5) as server:
+        yield deployment(tmp_path, monkeypatch, server)
+        server.assert_no_violations()
+
+
+def test_500_reports_and_20_manager_edits_cost_a_bounded_number_of_requests(workspace):
+    dep, server = workspace, workspace.server
+    fill(dep, 500)
+    first: RunSummary = dep.run(NOW)
+    assert first.reports == 500 and not first.failures
+    first_sheets = sheets_requests(server)
+    print(f"\nfirst run, 500 reports: Sheets requests {dict(first_sheets)}")
+    assert sum(first_sheets.values()) <= 4
+
+    for i in range(1, 21):
+        dep.type_into(f"NM-{i:06d}", **{"Triage status": "Triaged",
+                                        "Just-culture classification": "Human error"})
+    server.requests.clear()
+    steady = dep.run("2026-11-23 09:15")
+    assert steady.manager_changes == 40 and steady.new_responses == 0
+    steady_sheets = sheets_requests(server)
+    print(f"steady run, 20 manager edits: Sheets requests {dict(steady_sheets)}")
+    assert sum(steady_sheets.values()) <= 4
+    lists = [r for r in server.requests if r.method_id == "forms.forms.responses.list"]
+    assert len(lists) == 1 and lists[0].param("filter")  # one page, incremental
+    records = dep.records()
+    assert len(records) == 500
+    assert records["NM-000007"]["Suggested response"] == "System redesign and coaching"
+    assert records["NM-000007"]["Triage status"] == "Triaged"
+
+
+def test_30_percent_quota_and_server_errors_end_in_the_clean_final_state(tmp_path,
+                                                                         monkeypatch):
+    states = []
+    for faulty in (False, True):
+        folder = tmp_path / ("faulty" if faulty else "clean")
+        folder.mkdir()
+        with GoogleFakeServer(seed=5) as server:
+            dep = deployment(folder, monkeypatch, server)
+            fill(dep, 60)
+            if faulty:
+                server.faults.set_rate(0.3, statuses=(429, 500), seed=11)
+            runs = 0
+            for _ in range(3):  # a scheduled job: whatever failed is picked up next time
+                runs += 1
+                try:
+                    dep.run(NOW)
+                    break
+                except RunFailed:
+                    continue
+            server.faults.set_rate(0.0)
+            dep.run(NOW)  # and one more, which must change nothing
+            if faulty:
+                assert len(server.faults.injected) > 50
+                print(f"\n{len(server.faults.injected)} faults injected, {runs} run(s)")
+            tracker, emails = dep.final_state()
+            ids = [r[0] for r in tracker["Reports"][1:]]
+            assert len(ids) == len(set(ids)) == 60  # no report lost, no duplicate row
+            assert set(emails.values()) == {1}  # no email twice
+            states.append((tracker, emails))
+            server.assert_no_violations()
+    assert states[0] == states[1]
