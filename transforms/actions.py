@@ -20,7 +20,8 @@ REPORT_ID = re.compile(r"(?i)\bNM[\s\-_]*0*(\d{1,9})\b")
 PATTERN_ID = re.compile(r"(?i)\bPT[\s\-_]*0*(\d{1,9})\b")
 # "We reminded staff" is rarely a control on its own (DOMAIN: actions are controls).
 REMINDER = re.compile(r"(?i)\b(remind(ed)?|reminder)\b")
-CONTROL = re.compile(r"(?i)\b(check|audit|checklist|prompt|supervis|workflow|system|rota)\w*")
+CONTROL = re.compile(r"(?i)\b(checklist|audit|prompt|supervis|workflow|sign-?off|reconcil"
+                     r"|rota|label|competenc|spot.check)\w*")
 
 
 def parse_day(text: str | None, dayfirst: bool = True) -> date | None:
@@ -42,7 +43,8 @@ def end_of_day(day: date, tz: ZoneInfo) -> pd.Timestamp:
 
 def _frame(values: dict[str, dict[str, str]], columns: list[str], key: str) -> pd.DataFrame:
     frame = pd.DataFrame.from_dict(values, orient="index")
-    frame = frame.reindex(columns=columns).fillna("").astype(str)
+    frame = frame.reindex(columns=columns).astype(object)
+    frame = frame.where(frame.notna(), "").astype(str)
     frame.index.name = key
     return frame
 

@@ -172,15 +172,24 @@ def owed_messages(
                     "days_overdue": days}})
 
     if patterns is not None and not patterns.empty:
-        for _, p in patterns[patterns["event"].isin(["opened", "reopened"])].iterrows():
+        # Rules may overlap: the same reports matching two similarity keys is one review for
+        # a manager, so it is one alert naming every pattern.
+        events = patterns[patterns["event"].isin(["opened", "reopened"])]
+        groups = events.groupby([events["event"], events["members"].map(tuple)], sort=False)
+        for _, group in groups:
+            p = group.iloc[0]
             rule = next(r for r in rules.repeats if r.id == p["rule_id"])
             suffix = "" if p["event"] == "opened" else f":{p['closed_at']:%Y-%m-%d}"
-            add(f"pattern:{p['pattern_id']}:{p['event']}{suffix}", "alert_pattern",
-                p["pattern_id"], role_addresses(rule.alert), {"pattern": {
+            ids = "+".join(group["pattern_id"])
+            add(f"pattern:{ids}:{p['event']}{suffix}", "alert_pattern", p["pattern_id"],
+                [a for r in rules.repeats if r.id in set(group["rule_id"])
+                 for a in role_addresses(r.alert)], {"pattern": {
                     "id": p["pattern_id"], "event": p["event"], "label": p["key_label"],
                     "rule": rule.label, "window_days": f"{rule.window_days:g}",
                     "count": p["count"], "members": p["members"], "reason": p["reason"] or "",
                     "first": local_time(p["first_at"], tz), "last": local_time(p["last_at"], tz),
+                    "also": [f"{o['pattern_id']} ({o['key_label']})"
+                             for _, o in group.iloc[1:].iterrows()],
                 }})
 
     for brief in briefs or []:

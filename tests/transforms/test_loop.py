@@ -1,0 +1,123 @@
+from datetime import date
+
+import pandas as pd
+
+from transforms.loop import owed_messages
+
+NOW = pd.Timestamp("2026-11-23 09:00", tz="UTC")
+ROLES = {"safeguarding_lead": ["sg@care.example"], "registered_manager": ["rm@care.example"],
+         "quality_lead": ["q@care.example"], "clinical_lead": ["cl@care.example"]}
+
+
+def view(*rows: dict) -> pd.DataFrame:
+    base = {"category": "medication", "service": "Oak House", "setting": "residential",
+            "occurred_at": NOW - pd.Timedelta(days=3), "submitted_at": NOW - pd.Timedelta(days=2),
+            "potential_harm": "moderate", "person_ref": "OH-014", "description": "d",
+            "immediate_action": "a", "reporter_email": "kim@example.org", "missing": [],
+            "invalid": [], "pathway": "medication_review",
+            "pathway_label": "Medication safety review", "priority": "P2",
+            "triage_due": NOW, "rule_id": "medication", "alert_roles": [],
+            "notification_risk": False, "notification_reasons": "", "closed": False,
+            "closed_on": None, "outcome": "", "nfa_reason": "", "pattern_ids": []}
+    return pd.DataFrame([{**base, "report_id": f"NM-{i:06d}", **r}
+                         for i, r in enumerate(rows, 1)])
+
+
+def owed(reports, rules, tz, **kw):
+    args = {"roles": ROLES, "queued": set(), "now": NOW, "tz": tz, "recent_days": 14, **kw}
+    return {o.key: o for o in owed_messages(reports, rules, **args)}
+
+
+def test_acknowledgement_once_per_recent_report_with_an_address(rules, tz):
+    out = owed(view({}, {"reporter_email": None}, {"reporter_email": "not an address"},
+                    {"submitted_at": NOW - pd.Timedelta(days=40)}), rules, tz)
+    assert set(out) == {"ack:NM-000001"}
+    ack = out["ack:NM-000001"]
+    assert ack.recipients == ["kim@example.org"]
+    assert ack.context["report"]["category"] == "Medication"
+    assert "OH-014" not in str(ack.context)  # no person reference for the templates
+    assert owed(view({}), rules, tz, queued={"ack:NM-000001"}) == {}
+
+
+def test_missing_items_asked_once_per_distinct_set(rules, tz):
+    first = owed(view({"missing": ["medication_name"]}), rules, tz)
+    key = next(k for k in first if k.startswith("missing:"))
+    assert first[key].context["missing"] == ["medication name"]
+    second = owed(view({"missing": ["medication_name", "scheduled_time"]}), rules, tz)
+    assert next(k for k in second if k.startswith("missing:")) != key
+
+
+def test_alerts_go_to_the_roles_the_rules_name(rules, tz):
+    out = owed(view({"alert_roles": ["safeguarding_lead", "registered_manager"],
+                     "pathway": "safeguarding_review", "notification_risk": True,
+                     "notification_reasons": "safeguarding concern", "reporter_email": None}),
+               rules, tz)
+    assert set(out) == {"alert:NM-000001:safeguarding_review", "notify:NM-000001"}
+    assert out["alert:NM-000001:safeguarding_review"].recipients == ["rm@care.example",
+                                                                    "sg@care.example"]
+    assert out["notify:NM-000001"].recipients == ["rm@care.example"]
+    assert out["notify:NM-000001"].context["report"]["description"] == "d"  # staff may see
+
+
+def test_outcome_when_closed_with_person_references_removed(rules, tz):
+    actions = pd.DataFrame([{"action_id": "A-0001", "reports": ["NM-000001"], "patterns": [],
+                             "action": "Reconciliation check for oh-014", "status": "Open",
+                             "outcome": "", "overdue": False, "verification_overdue": False}])
+    out = owed(view({"closed": True, "closed_on": date(2026, 11, 22),
+                     "outcome": "We changed OH-014's MAR process", "submitted_at":
+                     NOW - pd.Timedelta(days=90)}), rules, tz, actions=actions)
+    outcome = out["outcome:NM-000001:2026-11-22"]  # old reports still hear their outcome
+    assert outcome.context["outcome"] == "We changed [person]'s MAR process"
+    assert outcome.context["actions"][0]["action"] == "Reconciliation check for [person]"
+
+
+def test_overdue_reminder_at_most_daily(rules, tz):
+    actions = pd.DataFrame([{"action_id": "A-0001", "reports": [], "patterns": [],
+                             "action": "Audit", "owner": "Pat", "owner_email": "pat@care.example",
+                             "due": date(2026, 11, 20), "linked": "PT-1", "evidence": "",
+                             "status": "Open", "outcome": "", "overdue": True,
+                             "verification_overdue": False}])
+    out = owed(view({"reporter_email": None}), rules, tz, actions=actions)
+    assert set(out) == {"reminder:A-0001:2026-11-23"}
+    assert out["reminder:A-0001:2026-11-23"].context["action"]["days_overdue"] == 3
+
+
+def test_one_alert_for_patterns_with_the_same_reports(rules, tz):
+    patterns = pd.DataFrame([
+        {"pattern_id": "PT-0001", "rule_id": "same-category-service", "event": "opened",
+         "members": ["NM-000001", "NM-000002", "NM-000003"], "key_label": "Medication · Oak",
+         "count": 3, "reason": None, "first_at": NOW, "last_at": NOW, "closed_at": pd.NaT},
+        {"pattern_id": "PT-0002", "rule_id": "same-category-factor", "event": "opened",
+         "members": ["NM-000001", "NM-000002", "NM-000003"],
+         "key_label": "Medication · Handover", "count": 3, "reason": None, "first_at": NOW,
+         "last_at": NOW, "closed_at": pd.NaT},
+        {"pattern_id": "PT-0003", "rule_id": "same-person", "event": "",
+         "members": ["NM-000004"], "key_label": "P", "count": 3, "reason": None,
+         "first_at": NOW, "last_at": NOW, "closed_at": pd.NaT},
+    ])
+    out = owed(view({"reporter_email": None}), rules, tz, patterns=patterns)
+    assert set(out) == {"pattern:PT-0001+PT-0002:opened"}
+    alert = out["pattern:PT-0001+PT-0002:opened"]
+    assert alert.context["pattern"]["also"] == ["PT-0002 (Medication · Handover)"]
+    assert alert.recipients == ["q@care.example", "rm@care.example"]
+
+
+def test_monthly_learning_brief_for_last_month(rules, tz):
+    reports = view({"submitted_at": pd.Timestamp("2026-10-10", tz="UTC")},
+                   {"submitted_at": pd.Timestamp("2026-10-20", tz="UTC"), "category": "transport",
+                    "service": "Elm Court"},
+                   {"submitted_at": pd.Timestamp("2026-11-02", tz="UTC")})
+    actions = pd.DataFrame([{"action_id": "A-0001", "reports": ["NM-000001"], "patterns": [],
+                             "action": "MAR check for OH-014", "status": "Verified effective",
+                             "verified_on": date(2026, 10, 30), "outcome": "No repeats",
+                             "overdue": False, "verification_overdue": False}])
+    briefs = [{"team": "Oak House", "services": ["Oak House"], "to": ["oak@care.example"]},
+              {"team": "Everyone", "services": [], "to": ["all@care.example"]}]
+    out = owed(reports, rules, tz, actions=actions, briefs=briefs, recent_days=0.001)
+    oak, everyone = out["brief:2026-10:Oak House"], out["brief:2026-10:Everyone"]
+    assert oak.context["received"] == 1 and everyone.context["received"] == 2
+    assert oak.context["month"] == "October 2026"
+    assert oak.context["changes"] == [{"action": "MAR check for [person]",
+                                       "outcome": "No repeats"}]
+    assert owed(reports, rules, tz, briefs=briefs, recent_days=0.001,
+                queued={"brief:2026-10:Oak House", "brief:2026-10:Everyone"}) == {}
