@@ -161,8 +161,8 @@ def _show_demo(config, summary, config_path: Path) -> None:
           "NM-000001)")
     patterns = store.state("pattern")
     for pid, p in sorted(patterns.items()):
-        print(f"  pattern {pid}: {p['status']}, {len(p['members'])} reports "
-              f"({', '.join(p['members'])})")
+        print(f"  pattern {pid} ({' · '.join(map(str, p['key']))}): {p['status']}, "
+              f"{len(p['members'])} reports ({', '.join(p['members'])})")
     print(f"Run it again (nothing new is added): nearmiss --config {config_path} run")
 
 

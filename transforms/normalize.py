@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,6 +36,7 @@ def report_id(number: int) -> str:
     return f"NM-{number:06d}"
 
 
+@lru_cache(maxsize=65536)  # titles and option labels repeat in every response
 def _question_key(text: str) -> str:
     """Titles compared without case or repeated spaces: forms tools vary in both."""
     return _SPACE.sub(" ", str(text)).strip().casefold()
@@ -48,10 +50,27 @@ class Mapped:
 
 def _text(value: Any) -> str | None:
     """Stripped text, or None for blanks and pandas' missing markers."""
+    if isinstance(value, str):
+        return value.strip() or None
     if value is None or (not isinstance(value, list | tuple) and pd.isna(value)):
         return None
-    text = str(value).strip()
-    return text or None
+    return str(value).strip() or None
+
+
+def _clean(value: Any) -> Any:
+    """An answer as given (a list for multi-answers), stripped; None when blank. Called for
+    every cell, so the common cases come first."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, list):
+        return value or None
+    return _text(value)
+
+
+def _joined(value: str | list[str]) -> str:
+    return ", ".join(value) if isinstance(value, list) else value
 
 
 def _choice_lookup(choices: dict[str, str]) -> dict[str, str]:
@@ -174,47 +193,51 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
         held.append("answers a question the mapping does not know: " + "; ".join(
             repr(u) for u in unknown) if unknown else None)
 
-    raw = pd.DataFrame(rows, index=responses.index, columns=[*fields, "_respondent_email",
-                                                             "_respondent_name"])
     out = responses[["source", "response_id", "version", "submitted_at",
                      "first_submitted_at"]].copy()
     invalid: list[list[str]] = [[] for _ in range(len(out))]
     for name in fields:
         spec = rules.fields[name]
-        col = raw[name].astype(object).map(lambda v: v if isinstance(v, list) else _text(v))
+        # Plain lists, built into object Series at the end: pandas would otherwise infer a
+        # string dtype and turn None into NaN between steps.
+        values = [_clean(row.get(name)) for row in rows]
         if spec.type in ("choice", "ordinal"):
             lookup = _choice_lookup(rules.choices(name))
-            col = col.map(lambda v, lk=lookup: None if _text(v) is None else lk.get(
-                _question_key(" ".join(v) if isinstance(v, list) else v),
-                " ".join(v) if isinstance(v, list) else v))
+            values = [None if v is None else lookup.get(_question_key(_joined(v)), _joined(v))
+                      for v in values]
         elif spec.type == "multi":
             lookup = _choice_lookup(rules.choices(name))
-            col = col.map(lambda v, lk=lookup: _split_multi(v, lk))
+            values = [None if v is None else _split_multi(v, lookup) for v in values]
         elif spec.type == "datetime":
-            parsed = _parse_datetimes(col, tz, dayfirst)
-            for i in np.flatnonzero(col.notna().to_numpy() & parsed.isna().to_numpy()):
-                invalid[i].append(name)
-                problems[i].append(f"{spec.label}: {col.iloc[i]!r} is not a date and time")
+            parsed = _parse_datetimes(pd.Series(values, index=out.index, dtype=object), tz,
+                                      dayfirst)
+            for i in np.flatnonzero(parsed.isna().to_numpy()):
+                if values[i] is not None:
+                    invalid[i].append(name)
+                    problems[i].append(f"{spec.label}: {values[i]!r} is not a date and time")
             out[name] = parsed
             continue
         elif spec.type == "time":
-            parsed_t = col.map(lambda v: None if _text(v) is None else _parse_time(str(v)))
-            for i in np.flatnonzero(col.notna().to_numpy() & parsed_t.isna().to_numpy()):
-                invalid[i].append(name)
-                problems[i].append(f"{spec.label}: {col.iloc[i]!r} is not a time of day")
-            col = parsed_t
+            times = [None if v is None else _parse_time(_joined(v)) for v in values]
+            for i, (given, read) in enumerate(zip(values, times, strict=True)):
+                if given is not None and read is None:
+                    invalid[i].append(name)
+                    problems[i].append(f"{spec.label}: {given!r} is not a time of day")
+            values = times
         elif spec.type == "email":
-            col = col.map(lambda v: None if _text(v) is None else str(v).lower())
+            values = [None if v is None else _joined(v).lower() for v in values]
         else:
-            col = col.map(lambda v: ", ".join(v) if isinstance(v, list) else v)
-        out[name] = col
+            values = [None if v is None else _joined(v) for v in values]
+        out[name] = pd.Series(values, index=out.index, dtype=object)
     # The form's own respondent fields stand in when the reporter left the questions blank.
     if "reporter_email" in out:
-        email = raw["_respondent_email"].map(lambda v: _text(v) and _text(v).lower())
-        out["reporter_email"] = out["reporter_email"].where(out["reporter_email"].notna(), email)
+        email = [(_text(r["_respondent_email"]) or "").lower() or None for r in rows]
+        out["reporter_email"] = out["reporter_email"].where(
+            out["reporter_email"].notna(), pd.Series(email, index=out.index, dtype=object))
     if "reporter_name" in out:
-        out["reporter_name"] = out["reporter_name"].where(out["reporter_name"].notna(),
-                                                          raw["_respondent_name"].map(_text))
+        name = [_text(r["_respondent_name"]) for r in rows]
+        out["reporter_name"] = out["reporter_name"].where(
+            out["reporter_name"].notna(), pd.Series(name, index=out.index, dtype=object))
     out["invalid_fields"] = invalid
     out["problems"] = problems
     out["held"] = pd.Series(held, index=out.index, dtype=object)
