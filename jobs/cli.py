@@ -155,15 +155,23 @@ def _show_demo(config, summary, config_path: Path) -> None:
     by_kind = sent.groupby("kind").size().to_dict()
     print(f"  emails written: {len(sent)} "
           f"({', '.join(f'{n} {k}' for k, n in sorted(by_kind.items()))})")
-    print(f"  tracker:  {s.tracker.path}")
-    print(f"  outbox:   {folder}/  ({len(list(Path(folder).glob('*.eml')))} .eml files)")
-    print(f"  store:    {s.store.path}  (audit log: nearmiss --config {config_path} explain "
-          "NM-000001)")
+    print(f"  tracker:  {_here(s.tracker.path)}")
+    print(f"  outbox:   {_here(folder)}/  ({len(list(Path(folder).glob('*.eml')))} .eml files)")
+    print(f"  store:    {_here(s.store.path)}  (audit log: nearmiss --config {config_path} "
+          "explain NM-000001)")
     patterns = store.state("pattern")
     for pid, p in sorted(patterns.items()):
         print(f"  pattern {pid} ({' · '.join(map(str, p['key']))}): {p['status']}, "
               f"{len(p['members'])} reports ({', '.join(p['members'])})")
     print(f"Run it again (nothing new is added): nearmiss --config {config_path} run")
+
+
+def _here(path: Path) -> Path:
+    """A path as short as it can be said from the current folder."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return Path(path)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
