@@ -2,12 +2,10 @@
 delegated subject on Gmail only, one-line errors, the user-token path, the one-time consent,
 and the config checks that catch missing credentials before a run.
 
-The helpers at the top are shared by the other Google tests (import them from here).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -22,8 +20,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config.settings import ConfigError, GoogleSettings, load_config
 from connectors.errors import ApiError, NearmissError
@@ -31,41 +27,20 @@ from connectors.google_auth import SCOPES, GoogleClients, authorise_user
 from connectors.google_forms import GoogleFormsSource
 from connectors.mail import build_message
 from tests.fakes.google import GoogleFakeServer, QuestionSpec
+from tests.fakes.google_credentials import (
+    FAST,
+    KEY_ENV,
+    SA_EMAIL,
+    write_service_account_key,
+)
 
-SA_EMAIL = "nearmiss@nearmiss-test.iam.gserviceaccount.com"
-KEY_ENV = "NEARMISS_TEST_GOOGLE_KEY"
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "google.example.yaml"
 FORMS = set(SCOPES["forms"])
 SHEETS = set(SCOPES["sheets"])
 GMAIL = set(SCOPES["gmail"])
 
 
-@functools.lru_cache(maxsize=1)
-def private_key_pem() -> str:
-    """One RSA key per test session: generating it is the slow part."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
-def write_service_account_key(path: Path, token_uri: str, email: str = SA_EMAIL) -> Path:
-    """A service-account key file as the Cloud console downloads it, with its token_uri
-    pointed at the fake."""
-    path.write_text(json.dumps({
-        "type": "service_account", "project_id": "nearmiss-test", "private_key_id": "k1",
-        "private_key": private_key_pem(), "client_email": email, "client_id": "1234567890",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": token_uri}))
-    return path
-
-
-def fake_clients(server: GoogleFakeServer, **kwargs: Any) -> GoogleClients:
-    """Unauthenticated clients pointed at the fake, with no waiting."""
-    return GoogleClients(endpoint=server.url, sleep=lambda s: None,
-                         max_requests_per_minute=100000, **kwargs)
-
-
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-FAST = {"sleep": lambda s: None, "max_requests_per_minute": 100000}
 
 
 @pytest.fixture

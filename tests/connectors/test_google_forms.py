@@ -20,8 +20,8 @@ from connectors.google_forms import (
     zulu,
 )
 from connectors.store import Store
-from tests.connectors.test_google_auth import fake_clients
 from tests.fakes.google import GoogleFakeServer, QuestionSpec
+from tests.fakes.google_credentials import fake_clients
 
 T0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 LIST = "forms.forms.responses.list"

@@ -17,14 +17,14 @@ from config import Config, load_config
 from connectors.google_auth import SCOPES, GoogleClients
 from jobs.cli import main
 from jobs.doctor import doctor
-from tests.connectors.test_google_auth import (
+from tests.fakes.deployment import DEMO, Deployment, Q
+from tests.fakes.google import GoogleFakeServer, QuestionSpec
+from tests.fakes.google_credentials import (
     FAST,
     KEY_ENV,
     SA_EMAIL,
     write_service_account_key,
 )
-from tests.fakes.deployment import DEMO, Deployment, Q
-from tests.fakes.google import GoogleFakeServer, QuestionSpec
 from tests.fakes.smtp import SmtpServer
 
 

@@ -5,53 +5,16 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from jobs.pipeline import RunFailed, RunSummary
-from tests.connectors.test_google_auth import KEY_ENV, write_service_account_key
 from tests.fakes.google import GoogleFakeServer
-from tests.jobs.test_pipeline_google_forms import GoogleDeployment
+from tests.fakes.google_credentials import KEY_ENV, write_service_account_key
+from tests.fakes.google_deployment import NOW, WorkspaceDeployment
 
-NOW = "2026-11-23 09:00"
 SERVICES = ["Oak House", "Riverside Supported Living", "Northgate Home Care",
             "Elm Court Day Service", "Community Outreach East"]
-
-
-class WorkspaceDeployment(GoogleDeployment):
-    """Form, tracker and mail all on Google."""
-
-    def __init__(self, folder, server: GoogleFakeServer) -> None:
-        super().__init__(folder, server)
-        self.sheet_id = server.sheets.create_spreadsheet("Near-miss tracker", ["Sheet1"])
-        self.data["tracker"] = {"kind": "google_sheets", "spreadsheet_id": self.sheet_id}
-        self.data["mail"]["transport"] = {"kind": "gmail"}
-        self.data["mail"]["max_per_run"] = 5000
-        self.data["google"]["delegated_user"] = "nearmiss@oakfield-care.example"
-
-    def rows(self, title: str = "Reports") -> list[list[Any]]:
-        return self.server.sheets.get_values(self.sheet_id, f"'{title}'")
-
-    def records(self, title: str = "Reports") -> dict[str, dict[str, Any]]:
-        header, *body = self.rows(title)
-        return {r[0]: dict(zip(header, r, strict=False)) for r in body}
-
-    def type_into(self, key: str, **values: str) -> None:
-        """A manager types into the Reports sheet, in the browser."""
-        header, *body = self.rows()
-        row = next(i for i, r in enumerate(body, start=2) if r and r[0] == key)
-        for column, value in values.items():
-            col = header.index(column)
-            letter = chr(65 + col) if col < 26 else "A" + chr(65 + col - 26)
-            self.server.sheets.set_values(self.sheet_id, f"Reports!{letter}{row}", [[value]],
-                                          value_input_option="USER_ENTERED")
-
-    def final_state(self) -> tuple:
-        emails = Counter(str(m["X-Nearmiss-Key"]) for m in self.server.gmail.sent)
-        tracker = {title: self.rows(title) for title in ("Reports", "Patterns",
-                                                         "Data quality")}
-        return tracker, emails
 
 
 def deployment(tmp_path, monkeypatch, server: GoogleFakeServer) -> WorkspaceDeployment:

@@ -4,81 +4,14 @@ answer the changed questions; injected quota and server errors lose and duplicat
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
-from openpyxl import load_workbook
 
-from config import Config, load_config
-from connectors.store import Store
-from jobs.pipeline import RunSummary, run
-from jobs.wiring import build
-from tests.connectors.test_google_auth import KEY_ENV, fake_clients, write_service_account_key
-from tests.fakes.deployment import DEMO, MEDICATION, Q, answers
-from tests.fakes.google import GoogleFakeServer, QuestionSpec
-
-SOURCE = "near-miss-form"
-NOW = "2026-11-23 09:00"
-
-
-def qid(field: str) -> str:
-    return f"q-{field.replace('_', '-')}"
-
-
-class GoogleDeployment:
-    """A deployment whose one source is a Google Form behind the Forms API fake."""
-
-    def __init__(self, folder: Path, server: GoogleFakeServer) -> None:
-        self.folder, self.server = folder, server
-        factors = yaml.safe_load((DEMO.parent / "rules.yaml").read_text())["taxonomy"][
-            "contributing_factors"]
-        specs = [QuestionSpec(title, "checkbox" if field == "contributing_factors" else "text",
-                              options=list(factors.values())
-                              if field == "contributing_factors" else (),
-                              question_id=qid(field)) for field, title in Q.items()]
-        self.form_id = server.forms.create_form("Near-miss report", specs,
-                                                collect_email="VERIFIED")
-        self.ids = {title: qid(field) for field, title in Q.items()}
-        data = yaml.safe_load(DEMO.read_text())
-        data["sources"] = [{"name": SOURCE, "kind": "google_forms_api",
-                            "form_id": self.form_id}]
-        data["mail"]["recent_days"] = 3650
-        data["mail"]["learning_briefs"] = []
-        data["google"] = {"auth": "service_account", "key_file_env": KEY_ENV}
-        self.data = data
-        self.clients = fake_clients(server)
-
-    def add(self, at: str, extra: dict[str, Any] | None = None, **fields: Any) -> str:
-        by_title = answers(MEDICATION, **fields)
-        given = {self.ids[title]: value for title, value in by_title.items()}
-        made = self.server.forms.add_response(
-            self.form_id, {**given, **(extra or {})}, email="kim@example.org",
-            at=pd.Timestamp(at, tz="UTC").to_pydatetime())
-        return made["responseId"]
-
-    def config(self) -> Config:
-        path = self.folder / "nearmiss.yaml"
-        path.write_text(yaml.safe_dump(copy.deepcopy(self.data), sort_keys=False))
-        return load_config(path)
-
-    def run(self, now: str = NOW) -> RunSummary:
-        config = self.config()
-        return run(config, now=pd.Timestamp(now, tz="UTC").to_pydatetime(),
-                   connectors=build(config, google=self.clients))
-
-    def sheet(self, title: str = "Reports") -> dict[str, dict[str, Any]]:
-        rows = list(load_workbook(self.folder / "tracker.xlsx")[title].iter_rows(
-            values_only=True))
-        return {r[0]: dict(zip(rows[0], r, strict=False)) for r in rows[1:]}
-
-    @property
-    def store(self) -> Store:
-        return Store.open(self.folder / "nearmiss.db")
+from tests.fakes.google import GoogleFakeServer
+from tests.fakes.google_credentials import KEY_ENV, write_service_account_key
+from tests.fakes.google_deployment import SOURCE, GoogleDeployment, qid
 
 
 @pytest.fixture
