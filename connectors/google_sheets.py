@@ -6,7 +6,9 @@ account is one "user" to the quota (60 requests per minute):
 * read: one ``spreadsheets.get`` masked to the sheets' ids, titles and grid sizes, and one
   ``values.batchGet`` of every tracker sheet that exists (FORMATTED_VALUE: all strings);
 * write: at most one ``spreadsheets.batchUpdate`` for structure (new sheets and their
-  layout, grid growth) and one ``values.batchUpdate`` (RAW) for every cell of every sheet.
+  layout, grid growth) and one ``values.batchUpdate`` (RAW) for every cell of every sheet
+  (split only when it would exceed the 2 MB Google recommends: a first run over a long
+  history).
 
 Rows are appended at explicit A1 ranges after the last row seen by the read, never with
 ``values.append``, whose table detection can land rows in the wrong columns. Every value is
@@ -15,6 +17,7 @@ written RAW, so submitted text such as ``=HYPERLINK(...)`` stays text.
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import re
@@ -46,6 +49,10 @@ _MANAGER_FILL = {"red": 1.0, "green": 0.949, "blue": 0.8}  # FFF2CC, as in the X
 _OVERDUE_FILL = {"red": 0.957, "green": 0.8, "blue": 0.8}  # F4CCCC, as in the XLSX tracker
 _PROTECTED_NOTE = "Filled in by Nearmiss Loop: edits here are overwritten by the next run"
 _URL_ID = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
+# Google recommends request bodies under 2 MB: a first run over a long history (thousands
+# of rows) is split into several values requests; an everyday run fits in one.
+_MAX_REQUEST_BYTES = 2_000_000
+_ROWS_PER_RANGE = 1000  # appended rows go in ranges of this size, so requests can be split
 
 JsonValue = str | int | float | bool | None
 
@@ -120,11 +127,11 @@ class GoogleSheetsTracker:
             # an instance that has not read a sheet it writes to reads it now.
             self.read([w.spec for w in writes])
         self._update_structure(writes)
-        data = self._value_ranges(writes)
-        if data:
+        for data in _batches(self._value_ranges(writes)):
             body = {"valueInputOption": "RAW", "data": data}
             self._call("writing the tracker spreadsheet",
-                       lambda: self._http.values_batch_update(self.spreadsheet_id, body))
+                       lambda body=body: self._http.values_batch_update(self.spreadsheet_id,
+                                                                        body))
         self._remember(writes)
 
     # -- requests --------------------------------------------------------------------------
@@ -308,11 +315,12 @@ class GoogleSheetsTracker:
                                  "values": [[cells[(row, c)] for c in range(start, end + 1)]]})
             block = [_appended(line) for line in w.append]
             width = max((len(line) for line in block), default=0)
-            if width:
-                first = _append_start(w, last)
-                data.append({"range": f"{title}!{rowcol_to_a1(first, 1)}:"
-                                      f"{rowcol_to_a1(first + len(block) - 1, width)}",
-                             "majorDimension": "ROWS", "values": block})
+            first = _append_start(w, last)
+            for i in range(0, len(block) if width else 0, _ROWS_PER_RANGE):
+                part = block[i:i + _ROWS_PER_RANGE]
+                data.append({"range": f"{title}!{rowcol_to_a1(first + i, 1)}:"
+                                      f"{rowcol_to_a1(first + i + len(part) - 1, width)}",
+                             "majorDimension": "ROWS", "values": part})
         return data
 
     def _remember(self, writes: Sequence[SheetWrite]) -> None:
@@ -499,3 +507,18 @@ def _stretch(sheet: _Sheet, rows: int, cols: int) -> dict[str, Any] | None:
         return None
     grid["sheetId"] = sheet.sheet_id  # omitted from the answer when it is 0
     return {**sheet.basic_filter, "range": grid}
+
+
+def _batches(data: list[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    """Value ranges grouped into requests of at most _MAX_REQUEST_BYTES of JSON each."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for value_range in data:
+        length = len(json.dumps(value_range, default=str))
+        if batch and size + length > _MAX_REQUEST_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(value_range)
+        size += length
+    if batch:
+        yield batch

@@ -13,8 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 from gspread.utils import rowcol_to_a1
 from requests.adapters import HTTPAdapter
@@ -24,9 +22,10 @@ from connectors.errors import ApiError
 from connectors.google_auth import HOSTS, SCOPES, GoogleClients
 from connectors.google_sheets import GoogleSheetsTracker
 from tests.fakes.google import GoogleFakeServer
+from tests.fakes.google_credentials import SA_EMAIL, private_key_pem
 from transforms.tracker import ACTIONS, DATA_QUALITY, PATTERNS, REPORTS, SHEETS, cell_text
 
-SERVICE_ACCOUNT = "nearmiss@nearmiss-test.iam.gserviceaccount.com"
+SERVICE_ACCOUNT = SA_EMAIL
 STRUCTURE = "sheets.spreadsheets.batchUpdate"
 VALUES = "sheets.spreadsheets.values.batchUpdate"
 SEED = 7
@@ -52,12 +51,10 @@ def sid(server: GoogleFakeServer) -> str:
 
 @pytest.fixture(scope="module")
 def key_info() -> dict[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption()).decode()
     return {"type": "service_account", "project_id": "nearmiss-test",
-            "private_key_id": "key-1", "private_key": pem, "client_email": SERVICE_ACCOUNT,
-            "client_id": "1234567890", "token_uri": "https://oauth2.googleapis.com/token"}
+            "private_key_id": "key-1", "private_key": private_key_pem(),
+            "client_email": SERVICE_ACCOUNT, "client_id": "1234567890",
+            "token_uri": "https://oauth2.googleapis.com/token"}
 
 
 def _clients(server: GoogleFakeServer, credentials: Any = None) -> GoogleClients:
@@ -482,3 +479,17 @@ def test_request_bodies_are_json_the_api_accepts(server, clients, sid):
     (data,) = server.requests_for(VALUES)
     row = json.loads(data.body)["data"][-1]["values"][0]
     assert row == ["P-1", 3, 2.5, "2026-11-20", "2026-11-20 10:05", True]
+
+
+def test_a_large_first_write_is_split_into_requests_under_two_megabytes(server, clients, sid):
+    tracker = GoogleSheetsTracker(sid, clients)
+    tracker.read([REPORTS])
+    rows = [[f"NM-{i:06d}", 1, "x" * 300] for i in range(1, 8001)]
+    tracker.write([SheetWrite(spec=REPORTS, create=True,
+                              header=dict(enumerate(REPORTS.columns, 1)), append=rows)])
+    sizes = [len(r.body) for r in server.requests
+             if r.method_id == "sheets.spreadsheets.values.batchUpdate"]
+    assert len(sizes) >= 2 and max(sizes) < 2_100_000
+    got = server.sheets.get_values(sid, "Reports!A:A")
+    assert len(got) == 8001 and got[-1] == ["NM-008000"]
+    server.assert_no_violations()
