@@ -7,7 +7,7 @@ import pytest
 from connectors.errors import MailError
 from connectors.mail import EmlFolderTransport, SmtpTransport, build_message, message_id
 from connectors.templates import Renderer
-from tests.fakes.smtp import SmtpServer, free_port
+from tests.fakes.smtp import SmtpServer, free_port, self_signed
 
 NOW = pd.Timestamp("2026-11-23 09:00", tz="UTC").to_pydatetime()
 
@@ -63,6 +63,25 @@ def test_smtp_login_refused_and_server_down_are_clear():
     with pytest.raises(MailError, match="cannot connect to the SMTP server"):
         with SmtpTransport("127.0.0.1", free_port(), "none", timeout=2).connect():
             pass
+
+
+def test_starttls_with_login_and_certificate_checks(tmp_path):
+    context, ca_file = self_signed(tmp_path)
+    with SmtpServer(username="loop", password="right", tls=context) as server:
+        trusted = SmtpTransport("127.0.0.1", server.port, "starttls", "loop", "right",
+                                ca_file=ca_file)
+        with trusted.connect() as send:
+            send(message())
+        assert server.keys() == ["ack:NM-000001"]
+        untrusted = SmtpTransport("127.0.0.1", server.port, "starttls", "loop", "right")
+        with pytest.raises(MailError, match=r"TLS with the SMTP server .* failed") as err:
+            with untrusted.connect():
+                pass
+        assert err.value.stop_run
+        plain = SmtpTransport("127.0.0.1", server.port, "none", "loop", "right")
+        with pytest.raises(MailError):  # the server insists on STARTTLS before anything
+            with plain.connect() as send:
+                send(message("x"))
 
 
 def test_smtp_without_starttls_says_how_to_fix():

@@ -3,9 +3,13 @@ to refuse recipients, reject messages or drop the connection part-way through a 
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import socket
+import ssl
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -22,7 +26,7 @@ class SmtpServer:
     `drop_after` or `down` to misbehave the way real relays do."""
 
     def __init__(self, username: str | None = None, password: str | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse: set[str] = set()  # recipients answered 550
         self.reject_after: int | None = None  # answer 451 to DATA once this many accepted
@@ -30,10 +34,12 @@ class SmtpServer:
         self.username, self.password = username, password
         self.port = port or free_port()
         self.running = False
-        kwargs = {}
+        kwargs: dict = {}
         if username:
-            kwargs = {"authenticator": self._auth, "auth_require_tls": False,
+            kwargs = {"authenticator": self._auth, "auth_require_tls": tls is not None,
                       "auth_required": True}
+        if tls is not None:  # offers STARTTLS, and insists on it
+            kwargs |= {"tls_context": tls, "require_starttls": True}
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
 
     def _auth(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -75,3 +81,31 @@ class SmtpServer:
         if self.running:
             self.controller.stop()
             self.running = False
+
+
+def self_signed(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A certificate for 127.0.0.1 and the server context using it; returns the context and
+    the certificate's path, which a client trusts as its CA file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "smtp.pem", folder / "smtp.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path

@@ -158,3 +158,19 @@ def test_a_form_with_no_responses_yet_creates_the_tracker(tmp_path):
     values = dep.sheet_values()
     assert set(values) == {"Reports", "Patterns", "Actions", "Data quality"}
     assert values["Reports"][0][0] == "Report ID" and len(values["Reports"]) == 1
+
+
+def test_an_edited_response_that_adds_the_missing_item_completes_the_report(tmp_path):
+    dep = Deployment(tmp_path)
+    dep.add_microsoft("2026-11-19 10:00", email="sam@example.org", name="Sam",
+                      medication_name=None)
+    dep.run()
+    assert dep.sheet()[0]["Data quality"] == "Incomplete"
+    dep.edit_microsoft(1, "2026-11-19 12:00", medication_name="Metformin 500mg")
+    summary = dep.run(now="2026-11-23 10:00")
+    assert summary.new_versions == 1
+    row = dep.sheet()[0]
+    assert (row["Report ID"], row["Version"], row["Data quality"]) == ("NM-000001", 2,
+                                                                      "Complete")
+    events = [e["event"] for e in store_of(dep).audit_trail("NM-000001")]
+    assert events.count("check failed") == 1 and "completed" in events
