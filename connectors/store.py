@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -388,11 +389,13 @@ class Store:
             new = [r for r in rows if r["report_id"] not in known]
             if new:
                 conn.execute(insert(reports), new)
-            for r in rows:
-                if r["report_id"] in known:
-                    conn.execute(update(reports).where(reports.c.report_id == r["report_id"])
-                                 .values(version=r["version"], data_hash=r["data_hash"],
-                                         data=r["data"], updated_at=r["updated_at"]))
+            changed = [{"rid": r["report_id"], "v": r["version"], "h": r["data_hash"],
+                        "d": r["data"], "u": r["updated_at"]}
+                       for r in rows if r["report_id"] in known]
+            if changed:
+                conn.execute(update(reports).where(reports.c.report_id == bindparam("rid"))
+                             .values(version=bindparam("v"), data_hash=bindparam("h"),
+                                     data=bindparam("d"), updated_at=bindparam("u")), changed)
         return len(rows)
 
     def report_count(self) -> int:
@@ -409,6 +412,8 @@ class Store:
     def save_state(self, kind: str, items: Mapping[str, dict[str, Any]], now: datetime,
                    *, replace: bool = False) -> None:
         """Upsert entity states of one kind; `replace` drops those not given."""
+        if not items and not replace:
+            return
         with self.engine.begin() as conn:
             if replace:
                 conn.execute(entity_state.delete().where(entity_state.c.kind == kind))
@@ -420,11 +425,11 @@ class Store:
                      for k, v in items.items() if k not in existing]
             if fresh:
                 conn.execute(insert(entity_state), fresh)
-            for k, v in items.items():
-                if k in existing:
-                    conn.execute(update(entity_state).where(
-                        entity_state.c.kind == kind, entity_state.c.entity_id == k,
-                    ).values(data=v, updated_at=iso(now)))
+            changed = [{"k": k, "d": v} for k, v in items.items() if k in existing]
+            if changed:  # one executemany, not a statement per row
+                conn.execute(update(entity_state).where(
+                    entity_state.c.kind == kind, entity_state.c.entity_id == bindparam("k"),
+                ).values(data=bindparam("d"), updated_at=iso(now)), changed)
 
     def value(self, key: str) -> Any:
         return self.state("value").get(key, {}).get("value")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from config.settings import (
     XlsxTracker,
 )
 from connectors.errors import ApiError, NearmissError
+from transforms.normalize import question_key
 
 Out = Callable[[str], None]
 
@@ -37,11 +37,6 @@ class _Failed(Exception):
     def __init__(self, problem: str, fix: str | None = None) -> None:
         super().__init__(problem)
         self.problem, self.fix = problem, fix
-
-
-def _key(text: str) -> str:
-    """Question titles compared as transforms.normalize compares them."""
-    return re.sub(r"\s+", " ", str(text)).strip().casefold()
 
 
 class Doctor:
@@ -224,10 +219,10 @@ class Doctor:
     def mapping(self, what: str, src: Any, questions: dict[str, str]) -> None:
         """Questions the mapping knows neither by id nor by title: their answers hold a
         report until the mapping names them (a field, or `ignore`)."""
-        known = {_key(q) for q in self.settings.mapping_for(src)}
+        known = {question_key(q) for q in self.settings.mapping_for(src)}
         missing = [f"{title!r}" + (f" (id {key})" if key != title else "")
                    for key, title in questions.items()
-                   if _key(key) not in known and _key(title) not in known]
+                   if question_key(key) not in known and question_key(title) not in known]
         if missing:
             self.warn(what, f"{len(missing)} question(s) not in the mapping (reports that "
                             f"answer them are held until mapped): {', '.join(missing)}")

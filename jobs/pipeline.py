@@ -20,7 +20,7 @@ import pandas as pd
 
 from checks.quality import check_reports
 from config.settings import Config
-from connectors.base import AuditEvent
+from connectors.base import AuditEvent, SheetWrite
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
 from connectors.store import OutboxItem
@@ -95,6 +95,7 @@ class Run:
     events: list[AuditEvent] = field(default_factory=list)
     # keys earlier runs wrote to each sheet: one missing from the sheet was deleted
     known: dict[str, set[str]] = field(default_factory=dict)
+    id_writes: list[SheetWrite] = field(default_factory=list)  # ids given to new actions
 
     @property
     def tz(self) -> Any:
@@ -258,7 +259,7 @@ def read_tracker(r: Run) -> tuple[dict[str, Any] | None, dict[str, dict[str, dic
     if actions.unkeyed:  # rows managers added: give each new action an id
         ids = [f"A-{n:04d}" for n in store.allocate("action", len(actions.unkeyed))]
         write, assigned = assign_ids(actions, ids)
-        states["_assigned"] = write  # type: ignore[assignment]
+        r.id_writes.append(write)
         r.events += [AuditEvent("action", aid, "action added", f"row {row} of {ACTIONS.title}")
                      for aid, row in assigned.items()]
     manager: dict[str, dict[str, dict[str, str]]] = {}
@@ -267,8 +268,7 @@ def read_tracker(r: Run) -> tuple[dict[str, Any] | None, dict[str, dict[str, dic
         manager[spec.title] = values
         r.events += manager_events(changes)
         r.summary.manager_changes += len(changes)
-        if changes or values.keys() != stored[spec.title].keys():
-            store.save_state(f"manager:{spec.title}", values, r.now)
+        store.save_state(f"manager:{spec.title}", _changed(values, stored[spec.title]), r.now)
     return states, manager
 
 
@@ -324,8 +324,7 @@ def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
     r.known[PATTERNS.title] = set(store.state("pattern"))
     events, state = decision_events(view, previous, rules, r.tz, r.now)
     r.events += events
-    if events:
-        store.save_state("decision", state, r.now)
+    store.save_state("decision", _changed(state, previous), r.now)
     view["completed_at"] = view["report_id"].map(
         lambda k: state[k].get("completed_at")).astype(object)
     p_events, happened, p_state = pattern_events(patterns, store.state("pattern"), r.tz)
@@ -429,7 +428,7 @@ def write_tracker(r: Run, sheets: dict[str, Any], view: pd.DataFrame, held: pd.D
     }).set_index("Report ID", drop=False) if not held.empty else quality.iloc[0:0]
 
     manager = {spec.title: store.state(f"manager:{spec.title}") for spec in SHEETS}
-    writes = [sheets.pop("_assigned")] if "_assigned" in sheets else []
+    writes = list(r.id_writes)
     plans = [
         (REPORTS, reports_rows(view, rules, tz, r.now)),
         (PATTERNS, patterns_rows(patterns, tz)),
@@ -451,6 +450,11 @@ def write_tracker(r: Run, sheets: dict[str, Any], view: pd.DataFrame, held: pd.D
         return
     r.summary.tracker_cells = sum(len(w.cells) for w in writes)
     r.summary.tracker_rows = sum(len(w.append) for w in writes)
+
+
+def _changed(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """Only the entries that differ: a run over a long history rewrites little."""
+    return {k: v for k, v in now.items() if before.get(k) != v}
 
 
 def _loop_text(kinds: set[str], anonymous: bool) -> str:

@@ -37,7 +37,7 @@ def report_id(number: int) -> str:
 
 
 @lru_cache(maxsize=65536)  # titles and option labels repeat in every response
-def _question_key(text: str) -> str:
+def question_key(text: str) -> str:
     """Titles compared without case or repeated spaces: forms tools vary in both."""
     return _SPACE.sub(" ", str(text)).strip().casefold()
 
@@ -76,8 +76,8 @@ def _joined(value: str | list[str]) -> str:
 def _choice_lookup(choices: dict[str, str]) -> dict[str, str]:
     lookup = {}
     for key, label in choices.items():
-        lookup[_question_key(key)] = key
-        lookup[_question_key(label)] = key
+        lookup[question_key(key)] = key
+        lookup[question_key(label)] = key
     return lookup
 
 
@@ -97,8 +97,8 @@ def _split_multi(value: Any, lookup: dict[str, str]) -> list[str] | None:
     while i < len(parts):
         for j in range(len(parts), i, -1):
             joined = ", ".join(parts[i:j])
-            if _question_key(joined) in lookup:
-                out.append(lookup[_question_key(joined)])
+            if question_key(joined) in lookup:
+                out.append(lookup[question_key(joined)])
                 i = j
                 break
         else:
@@ -160,7 +160,7 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
     question title or id -> field (or "ignore").
     """
     fields = list(rules.fields)
-    lookups = {s: {_question_key(q): f for q, f in m.items()} for s, m in mappings.items()}
+    lookups = {s: {question_key(q): f for q, f in m.items()} for s, m in mappings.items()}
     rows: list[dict[str, Any]] = []
     unmapped: dict[tuple[str, str], int] = {}
     problems: list[list[str]] = []
@@ -173,8 +173,8 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
         unknown: list[str] = []
         for question, answer in (payload.get("answers") or {}).items():
             title = titles.get(question)
-            field = lookup.get(_question_key(question)) or (
-                lookup.get(_question_key(title)) if title else None)
+            field = lookup.get(question_key(question)) or (
+                lookup.get(question_key(title)) if title else None)
             if field is None:
                 name = f"{title} ({question})" if title else question
                 unmapped[(source, name)] = unmapped.get((source, name), 0) + 1
@@ -203,7 +203,7 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
         values = [_clean(row.get(name)) for row in rows]
         if spec.type in ("choice", "ordinal"):
             lookup = _choice_lookup(rules.choices(name))
-            values = [None if v is None else lookup.get(_question_key(_joined(v)), _joined(v))
+            values = [None if v is None else lookup.get(question_key(_joined(v)), _joined(v))
                       for v in values]
         elif spec.type == "multi":
             lookup = _choice_lookup(rules.choices(name))
