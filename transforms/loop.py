@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -112,10 +113,13 @@ def owed_messages(
     owed: list[Owed] = []
     recent = reports["submitted_at"] >= now - pd.Timedelta(days=recent_days)
 
-    def add(key: str, kind: str, entity: str, to: list[str], ctx: dict[str, Any]) -> None:
+    def add(key: str, kind: str, entity: str, to: list[str],
+            ctx: Callable[[], dict[str, Any]]) -> None:
+        """Owe a message unless its key is queued; the context is built only if owed, as
+        most of what a run computes was queued by an earlier run."""
         to = sorted({a.strip().lower() for a in to if valid_address(a)})
         if key not in queued and to:
-            owed.append(Owed(key, kind, entity, to, ctx))
+            owed.append(Owed(key, kind, entity, to, ctx()))
 
     def role_addresses(names: list[str]) -> list[str]:
         return [a for n in names for a in roles.get(n, [])]
@@ -124,48 +128,50 @@ def owed_messages(
     for _, row in mailable.iterrows():
         rid = row["report_id"]
         add(f"ack:{rid}", "acknowledgement", rid, [row["reporter_email"]],
-            {"report": report_context(row, rules, tz)})
+            lambda row=row: {"report": report_context(row, rules, tz)})
         wanted = list(row.get("missing") or []) + list(row.get("invalid") or [])
         if wanted:
             add(f"missing:{rid}:{_digest(wanted)}", "missing_info", rid, [row["reporter_email"]],
-                {"report": report_context(row, rules, tz),
-                 "missing": [rules.label(f) for f in wanted if f in rules.fields],
-                 "reference_question": reference_question})
+                lambda row=row, wanted=wanted: {
+                    "report": report_context(row, rules, tz),
+                    "missing": [rules.label(f) for f in wanted if f in rules.fields],
+                    "reference_question": reference_question})
 
     for _, row in reports[recent].iterrows():
         rid = row["report_id"]
         if row.get("alert_roles"):
             add(f"alert:{rid}:{row['pathway']}", "alert_pathway", rid,
-                role_addresses(row["alert_roles"]), {"report": _staff_context(row, rules, tz)})
+                role_addresses(row["alert_roles"]),
+                lambda row=row: {"report": _staff_context(row, rules, tz)})
         if row.get("notification_risk"):
             add(f"notify:{rid}", "alert_notification", rid,
                 role_addresses(rules.notification_alert),
-                {"report": _staff_context(row, rules, tz)})
+                lambda row=row: {"report": _staff_context(row, rules, tz)})
 
     if "closed" in reports:
         closed = reports[reports["closed"] & reports["reporter_email"].map(valid_address)]
-        for _, row in closed.iterrows():
-            rid = row["report_id"]
+        def outcome(row: pd.Series) -> dict[str, Any]:
             refs = [row["person_ref"]] if isinstance(row.get("person_ref"), str) else []
             linked = [] if actions is None or actions.empty else [
                 {"action": _redact(a["action"], refs), "status": a["status"],
                  "outcome": _redact(a["outcome"], refs)}
-                for _, a in actions.iterrows()
-                if rid in a["reports"] or set(a["patterns"]) & set(row.get("pattern_ids") or [])]
+                for _, a in actions.iterrows() if row["report_id"] in a["reports"]
+                or set(a["patterns"]) & set(row.get("pattern_ids") or [])]
+            return {"report": report_context(row, rules, tz),
+                    "outcome": _redact(row["outcome"], refs),
+                    "nfa_reason": _redact(row["nfa_reason"], refs), "actions": linked}
+
+        for _, row in closed.iterrows():
             day = row["closed_on"].isoformat() if row["closed_on"] else "closed"
-            add(f"outcome:{rid}:{day}", "outcome", rid, [row["reporter_email"]], {
-                "report": report_context(row, rules, tz),
-                "outcome": _redact(row["outcome"], refs),
-                "nfa_reason": _redact(row["nfa_reason"], refs),
-                "actions": linked,
-            })
+            add(f"outcome:{row['report_id']}:{day}", "outcome", row["report_id"],
+                [row["reporter_email"]], lambda row=row: outcome(row))
 
     today = now.tz_convert(tz).date()
     if actions is not None and not actions.empty:
         for _, a in actions[actions["overdue"] | actions["verification_overdue"]].iterrows():
             days = (today - a["due"]).days if a["overdue"] else 0
             add(f"reminder:{a['action_id']}:{today.isoformat()}", "reminder", a["action_id"],
-                [a["owner_email"]], {"action": {
+                [a["owner_email"]], lambda a=a, days=days: {"action": {
                     "id": a["action_id"], "action": a["action"], "owner": a["owner"],
                     "due": a["due"].strftime("%d %B %Y") if a["due"] else "",
                     "linked": a["linked"], "evidence": a["evidence"], "status": a["status"],
@@ -183,14 +189,15 @@ def owed_messages(
             ids = "+".join(group["pattern_id"])
             add(f"pattern:{ids}:{p['event']}{suffix}", "alert_pattern", p["pattern_id"],
                 [a for r in rules.repeats if r.id in set(group["rule_id"])
-                 for a in role_addresses(r.alert)], {"pattern": {
+                 for a in role_addresses(r.alert)], lambda p=p, rule=rule, group=group: {
+                    "pattern": {
                     "id": p["pattern_id"], "event": p["event"], "label": p["key_label"],
                     "rule": rule.label, "window_days": f"{rule.window_days:g}",
                     "count": p["count"], "members": p["members"], "reason": p["reason"] or "",
                     "first": local_time(p["first_at"], tz), "last": local_time(p["last_at"], tz),
                     "also": [f"{o['pattern_id']} ({o['key_label']})"
                              for _, o in group.iloc[1:].iterrows()],
-                }})
+                    }})
 
     for brief in briefs or []:
         owed.extend(_learning_brief(brief, reports, actions, patterns, rules, today, tz, queued))
