@@ -9,7 +9,7 @@ filter as "submitted after N" without saying whether N is compared with `createT
 response id, and leaves "is this new or an edit" to the store's content hashes. New
 responses are safe under either reading. If Google compares `createTime`, an edit to a
 response created before the margin is not listed by an incremental read; a read with no
-watermark (a fresh store, or `full=True`) still finds it.
+watermark finds it, and the pipeline makes one such full read a day.
 """
 
 from __future__ import annotations
