@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -246,8 +246,9 @@ def pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
-_UNION_TAGS = {"google_forms_csv", "microsoft_forms_xlsx", "google_forms_api", "xlsx",
-               "google_sheets", "eml_folder", "smtp", "gmail"}
+_UNION_TAGS = {kind for model in (GoogleFormsCsv, MicrosoftFormsXlsx, GoogleFormsApi,
+                                   XlsxTracker, GoogleSheetsTracker, EmlFolder, Smtp, Gmail)
+               for kind in get_args(model.model_fields["kind"].annotation)}
 
 
 def load_rules(path: Path | None = None) -> Rules:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -123,7 +123,3 @@ class MailTransport(Protocol):
     def connect(self) -> AbstractContextManager[Sender]:
         """One connection for the whole run; the sender raises MailError on failure."""
         ...
-
-
-class Progress(Protocol):
-    def __call__(self, items: Sequence[Any], label: str) -> Iterator[Any]: ...

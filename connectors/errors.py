@@ -10,8 +10,6 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
 
 class NearmissError(Exception):
     """A failure with a one-line message a manager or administrator can act on."""
@@ -62,7 +60,9 @@ class RetryableApiError(ApiError):
 
 
 def is_retryable(status: int) -> bool:
-    return status in RETRYABLE_STATUS
+    """Time-outs (408), quota (429) and server errors (5xx) are worth another attempt;
+    every other refusal needs a person to change something."""
+    return status in (408, 429) or status >= 500
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -20,7 +20,13 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from config.settings import GoogleSettings
-from connectors.errors import ApiError, NearmissError, RetryableApiError, parse_retry_after
+from connectors.errors import (
+    ApiError,
+    NearmissError,
+    RetryableApiError,
+    is_retryable,
+    parse_retry_after,
+)
 from connectors.errors import with_retries as _with_retries
 
 T = TypeVar("T")
@@ -241,7 +247,7 @@ def classify(exc: BaseException, what: str) -> ApiError:
     if status is None:
         return ApiError(f"{what}: {_first_line(exc)}")
     text = f"{what}: HTTP {status}: {message}"
-    if status in (408, 429) or status >= 500:
+    if is_retryable(status):
         return RetryableApiError(text, status, retry_after)
     return ApiError(text, status)
 

@@ -244,11 +244,6 @@ class Store:
             conn.execute(update(runs).where(runs.c.run_id == self.run_id).values(
                 finished_at=iso(now), status=status, summary=summary))
 
-    def last_runs(self, n: int = 5) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(runs).order_by(runs.c.run_id.desc()).limit(n)).mappings()
-            return [dict(r) for r in rows]
-
     # -- raw responses ----------------------------------------------------------------------
 
     def add_raw(self, responses: Sequence[RawResponse], now: datetime) -> RawAdded:

@@ -15,10 +15,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from config.settings import ConfigError, load_config
+from config.settings import Config, ConfigError, load_config
+
+if TYPE_CHECKING:  # imported by the commands that run it, so `--help` stays quick
+    from jobs.pipeline import RunSummary
 
 # The sample exports end on Friday 20 November 2026: the demo runs as of the Monday after,
 # so it tells the same story whenever it is run.
@@ -141,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_demo(config, summary, config_path: Path) -> None:
+def _show_demo(config: Config, summary: RunSummary, config_path: Path) -> None:
     from connectors.store import Store
 
     s = config.settings

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -27,7 +28,13 @@ from connectors.store import OutboxItem
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
 from transforms import normalize, repeats
-from transforms.actions import action_state, pattern_closures, report_closure
+from transforms.actions import (
+    action_id,
+    action_state,
+    pattern_closures,
+    pattern_id,
+    report_closure,
+)
 from transforms.audit import decision_events, manager_events, pattern_events
 from transforms.loop import owed_messages, valid_address
 from transforms.tracker import (
@@ -65,7 +72,6 @@ class RunSummary:
     incomplete: int = 0
     held: int = 0
     patterns_open: int = 0
-    alerts: int = 0
     emails_queued: int = 0
     emails_sent: int = 0
     emails_failed: int = 0
@@ -80,7 +86,8 @@ class RunSummary:
         return (f"{self.new_responses} new, {self.new_versions} edited; {self.reports} reports "
                 f"({self.incomplete} incomplete, {self.held} held); {self.patterns_open} open "
                 f"patterns; {self.emails_queued} emails queued, {self.emails_sent} sent, "
-                f"{self.emails_failed} failed; tracker: {self.tracker_rows} rows added, "
+                f"{self.emails_failed} failed, {self.emails_pending} waiting; tracker: "
+                f"{self.tracker_rows} rows added, "
                 f"{self.tracker_cells} cells updated")
 
 
@@ -98,7 +105,7 @@ class Run:
     id_writes: list[SheetWrite] = field(default_factory=list)  # ids given to new actions
 
     @property
-    def tz(self) -> Any:
+    def tz(self) -> ZoneInfo:
         return self.config.settings.tz
 
     def failed(self, what: str, exc: NearmissError) -> None:
@@ -257,7 +264,7 @@ def read_tracker(r: Run) -> tuple[dict[str, Any] | None, dict[str, dict[str, dic
     states = {spec.title: read_sheet(spec, tables.get(spec.title)) for spec in SHEETS}
     actions = states[ACTIONS.title]
     if actions.unkeyed:  # rows managers added: give each new action an id
-        ids = [f"A-{n:04d}" for n in store.allocate("action", len(actions.unkeyed))]
+        ids = [action_id(n) for n in store.allocate("action", len(actions.unkeyed))]
         write, assigned = assign_ids(actions, ids)
         r.id_writes.append(write)
         r.events += [AuditEvent("action", aid, "action added", f"row {row} of {ACTIONS.title}")
@@ -288,7 +295,7 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
                          columns=["pattern_id", "rule_id", "key", "members"])
     found = repeats.detect(view, rules, prior, closures)
     fresh = found.patterns.loc[found.patterns["pattern_id"].isna(), "fingerprint"].tolist()
-    ids = [f"PT-{n:04d}" for n in store.allocate("pattern", len(fresh))]
+    ids = [pattern_id(n) for n in store.allocate("pattern", len(fresh))]
     found = repeats.assign_ids(found, dict(zip(fresh, ids, strict=True)))
     patterns = found.patterns.copy()
     review = {pid: v.get("Review status", "") for pid, v in manager[PATTERNS.title].items()}
@@ -356,7 +363,6 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
         items.append(OutboxItem(o.key, o.kind, o.entity_id, o.recipients, subject, text, html))
     added = store.enqueue(items, r.now)
     r.summary.emails_queued = len(added)
-    r.summary.alerts = sum(1 for i in added if i.kind.startswith("alert"))
 
 
 def send_emails(r: Run) -> None:
@@ -420,20 +426,13 @@ def write_tracker(r: Run, sheets: dict[str, Any], view: pd.DataFrame, held: pd.D
             if isinstance(t, str) else ""),
         contactable=view["reporter_email"].map(valid_address),
     )
-    quality = quality_rows(view, rules)
-    held_rows = pd.DataFrame({
-        "Report ID": held["report_id"], "Status": "Held",
-        "Cannot proceed without": held["held"],
-        "Service": held["service"].fillna("") if "service" in held else "",
-    }).set_index("Report ID", drop=False) if not held.empty else quality.iloc[0:0]
-
     manager = {spec.title: store.state(f"manager:{spec.title}") for spec in SHEETS}
     writes = list(r.id_writes)
     plans = [
         (REPORTS, reports_rows(view, rules, tz, r.now)),
         (PATTERNS, patterns_rows(patterns, tz)),
         (ACTIONS, actions_rows(actions)),
-        (DATA_QUALITY, pd.concat([quality, held_rows])),
+        (DATA_QUALITY, quality_rows(view, held, rules)),
     ]
     for spec, desired in plans:
         write, _, restored = plan_sheet(sheets[spec.title], desired, manager[spec.title],

@@ -13,11 +13,19 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from transforms.normalize import REFERENCE, report_id
 from transforms.tracker import ACTION_STATUS, JUST_CULTURE
 
 DONE = {"done - awaiting verification", "verified effective"}
-REPORT_ID = re.compile(r"(?i)\bNM[\s\-_]*0*(\d{1,9})\b")
 PATTERN_ID = re.compile(r"(?i)\bPT[\s\-_]*0*(\d{1,9})\b")
+
+
+def pattern_id(number: int) -> str:
+    return f"PT-{number:04d}"
+
+
+def action_id(number: int) -> str:
+    return f"A-{number:04d}"
 # "We reminded staff" is rarely a control on its own (DOMAIN: actions are controls).
 REMINDER = re.compile(r"(?i)\b(remind(ed)?|reminder)\b")
 CONTROL = re.compile(r"(?i)\b(checklist|audit|prompt|supervis|workflow|sign-?off|reconcil"
@@ -85,8 +93,8 @@ def report_closure(manager: dict[str, dict[str, str]], report_ids: pd.Series,
 
 def linked_ids(text: str) -> tuple[list[str], list[str]]:
     """Report and pattern ids a manager named in "Linked to" ("NM-12, PT-3")."""
-    reports = [f"NM-{int(n):06d}" for n in REPORT_ID.findall(text or "")]
-    patterns = [f"PT-{int(n):04d}" for n in PATTERN_ID.findall(text or "")]
+    reports = [report_id(int(n)) for n in REFERENCE.findall(text or "")]
+    patterns = [pattern_id(int(n)) for n in PATTERN_ID.findall(text or "")]
     return reports, patterns
 
 

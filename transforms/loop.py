@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from config.rules import Rules
-from transforms.normalize import local_time
+from transforms.normalize import display, local_time
 
 ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
 
@@ -50,27 +50,18 @@ def _redact(text: str, refs: list[str]) -> str:
     return text
 
 
-def _label(rules: Rules, field: str, value: Any) -> str:
-    if value is None or (not isinstance(value, list) and pd.isna(value)):
-        return ""
-    choices = rules.choices(field) if field in rules.fields else {}
-    if isinstance(value, list):
-        return ", ".join(choices.get(v, v) for v in value)
-    return choices.get(value, str(value))
-
-
 def report_context(row: pd.Series, rules: Rules, tz: ZoneInfo) -> dict[str, Any]:
     """What templates may say about a report. No person reference, no reporter details."""
     return {
         "id": row["report_id"],
-        "category": _label(rules, "category", row.get("category")) or "uncategorised",
+        "category": display(rules, "category", row.get("category")) or "uncategorised",
         "service": row.get("service") if isinstance(row.get("service"), str) else "",
-        "setting": _label(rules, "setting", row.get("setting")),
+        "setting": display(rules, "setting", row.get("setting")),
         "submitted": local_time(row["submitted_at"], tz),
         "occurred": local_time(row.get("occurred_at"), tz),
         "occurred_date": local_time(row.get("occurred_at"), tz, "%d %B %Y")
         or local_time(row["submitted_at"], tz, "%d %B %Y"),
-        "potential_harm": _label(rules, "potential_harm", row.get("potential_harm")),
+        "potential_harm": display(rules, "potential_harm", row.get("potential_harm")),
         "pathway": row.get("pathway_label", ""),
         "priority": row.get("priority", ""),
         "triage_due": local_time(row.get("triage_due"), tz, "%a %d %b %H:%M"),
@@ -220,7 +211,7 @@ def _learning_brief(brief: dict[str, Any], reports: pd.DataFrame, actions: pd.Da
     in_month = reports[(local_day >= month_start) & (local_day <= last_month_end)]
     if services:
         in_month = in_month[in_month["service"].isin(services)]
-    counts = in_month["category"].map(lambda c: _label(rules, "category", c) or
+    counts = in_month["category"].map(lambda c: display(rules, "category", c) or
                                       "uncategorised").value_counts()
     changes = []
     if actions is not None and not actions.empty:

@@ -341,6 +341,17 @@ def to_records(reports: pd.DataFrame) -> list[dict[str, Any]]:
             for r in records]
 
 
+def display(rules: Rules, field: str, value: Any) -> str:
+    """A field's value as people read it: taxonomy labels for keys (unknown values as they
+    were typed), lists joined with ", ", blanks as ""."""
+    choices = rules.choices(field) if field in rules.fields else {}
+    if isinstance(value, list | tuple):
+        return ", ".join(str(choices.get(v, v)) for v in value)
+    if value is None or pd.isna(value):
+        return ""
+    return str(choices.get(value, value))
+
+
 def local_time(value: datetime | pd.Timestamp | None, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M"
                ) -> str:
     """A UTC time as the deployment's wall-clock text, "" when missing."""

@@ -53,6 +53,7 @@ import pandas as pd
 
 from config.rules import RepeatRule, Rules
 from transforms.conditions import holds
+from transforms.normalize import display
 
 PATTERN_COLUMNS = ["pattern_id", "fingerprint", "rule_id", "rule_label", "key", "key_label",
                    "members", "count", "first_at", "last_at", "status", "closed_at",
@@ -381,12 +382,8 @@ def _assign(chains: list[_Chain], rules: Rules, prior: dict[str, _Prior],
 
 
 def _key_label(rules: Rules, fields: Sequence[str], key: Sequence[Any]) -> str:
-    labels = []
-    for field, value in zip(fields, key, strict=False):
-        choices = rules.choices(field) if field in rules.fields else {}
-        labels.append(str(choices.get(value, value)) if isinstance(value, Hashable)
-                      else str(value))
-    return " · ".join(labels)
+    return " · ".join(display(rules, field, value)
+                      for field, value in zip(fields, key, strict=False))
 
 
 def _reopen_reason(report_id: Any, at: int, closed: int, tz: ZoneInfo | None) -> str:

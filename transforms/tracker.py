@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from config.rules import Rules
 from connectors.base import Cell, SheetSpec, SheetWrite
-from transforms.normalize import local_time
+from transforms.normalize import display, local_time
 
 TRIAGE_STATUS = ["In review", "Triaged", "Closed"]
 JUST_CULTURE = {
@@ -108,15 +110,6 @@ def cell_text(value: Cell) -> str:
 
 def _norm(title: Any) -> str:
     return " ".join(cell_text(title).split()).casefold()
-
-
-def column_letter(index: int) -> str:
-    """1 -> A, 27 -> AA."""
-    out = ""
-    while index:
-        index, rem = divmod(index - 1, 26)
-        out = chr(65 + rem) + out
-    return out
 
 
 @dataclass
@@ -274,15 +267,8 @@ def merge_writes(*writes: SheetWrite) -> list[SheetWrite]:
 # -- what the system writes in each sheet ------------------------------------------------------
 
 
-def _labels(choices: dict[str, str], value: Any) -> str:
-    if isinstance(value, list):
-        return ", ".join(choices.get(v, str(v)) for v in value)
-    if value is None or pd.isna(value):
-        return ""
-    return choices.get(value, str(value))
-
-
-def reports_rows(view: pd.DataFrame, rules: Any, tz: Any, now: pd.Timestamp) -> pd.DataFrame:
+def reports_rows(view: pd.DataFrame, rules: Rules, tz: ZoneInfo, now: pd.Timestamp,
+                 ) -> pd.DataFrame:
     """System columns of the Reports sheet, one row per report, indexed by Report ID.
 
     `view` joins reports with checks, triage, closure (check, suggested_response,
@@ -292,8 +278,7 @@ def reports_rows(view: pd.DataFrame, rules: Any, tz: Any, now: pd.Timestamp) -> 
         return view[name] if name in view else pd.Series(None, index=view.index, dtype=object)
 
     def labelled(field: str) -> pd.Series:
-        choices = rules.choices(field) if field in rules.fields else {}
-        return col(field).map(lambda v: _labels(choices, v))
+        return col(field).map(lambda v: display(rules, field, v))
 
     reporter = col("reporter_name").where(col("reporter_name").notna(), col("reporter_email"))
     overdue = (view["triage_due"] < now) & ~view["triaged"]
@@ -328,7 +313,7 @@ def reports_rows(view: pd.DataFrame, rules: Any, tz: Any, now: pd.Timestamp) -> 
     return out.set_index("Report ID", drop=False)
 
 
-def patterns_rows(patterns: pd.DataFrame, tz: Any) -> pd.DataFrame:
+def patterns_rows(patterns: pd.DataFrame, tz: ZoneInfo) -> pd.DataFrame:
     out = pd.DataFrame({
         "Pattern ID": patterns["pattern_id"],
         "Rule": patterns["rule_label"],
@@ -353,8 +338,9 @@ def actions_rows(actions: pd.DataFrame) -> pd.DataFrame:
     return out.set_index("Action ID", drop=False)
 
 
-def quality_rows(view: pd.DataFrame, rules: Any) -> pd.DataFrame:
-    """Reports that are or were incomplete; a completed one stays, marked complete."""
+def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """Reports that are or were incomplete (a completed one stays, marked complete), and
+    held reports with the reason they are held."""
     rows = view[(view["dq_status"] == "incomplete") | view["completed_at"].notna()]
 
     def labels(fields: list[str]) -> str:
@@ -362,7 +348,7 @@ def quality_rows(view: pd.DataFrame, rules: Any) -> pd.DataFrame:
 
     out = pd.DataFrame({
         "Report ID": rows["report_id"],
-        "Category": rows["category"].map(lambda v: _labels(rules.choices("category"), v)),
+        "Category": rows["category"].map(lambda v: display(rules, "category", v)),
         "Service": rows["service"].fillna(""),
         "Status": rows["dq_status"].str.capitalize(),
         "Missing": rows["missing"].map(labels),
@@ -372,4 +358,11 @@ def quality_rows(view: pd.DataFrame, rules: Any) -> pd.DataFrame:
         "Information requested": rows["info_requested"].fillna(""),
         "Completed": rows["completed_at"].fillna(""),
     })
-    return out.set_index("Report ID", drop=False)
+    held_out = pd.DataFrame({
+        "Report ID": held["report_id"],
+        "Category": held["category"].map(lambda v: display(rules, "category", v)),
+        "Service": held["service"].fillna(""),
+        "Status": "Held",
+        "Cannot proceed without": held["held"],
+    })
+    return pd.concat([out, held_out]).set_index("Report ID", drop=False)

@@ -5,7 +5,6 @@ from transforms.tracker import (
     REPORTS,
     assign_ids,
     cell_text,
-    column_letter,
     manager_changes,
     merge_writes,
     plan_sheet,
@@ -94,10 +93,9 @@ def test_new_action_rows_get_ids():
     assert state.values["A-0001"]["Action"] == "Add a MAR check at handover"
 
 
-def test_cell_text_and_letters():
+def test_cell_text():
     assert cell_text(3.0) == "3" and cell_text(None) == "" and cell_text(" a ") == "a"
     assert cell_text(pd.Timestamp("2026-11-20").to_pydatetime()) == "2026-11-20"
-    assert column_letter(1) == "A" and column_letter(28) == "AB"
 
 
 def test_writes_merge_per_sheet():
