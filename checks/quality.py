@@ -35,7 +35,8 @@ CheckKind = Literal[
 ]
 
 # Pragmatic: one @, no spaces, a dot in the domain. Deliverability is not our business.
-EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
+# One address, no list: separators and angle brackets mean someone typed several or a name.
+EMAIL_REGEX = r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+$"
 TIME_REGEX = r"^(?:[01]\d|2[0-3]):[0-5]\d$"
 _SEP = "\x1f"  # joins the unknown items of a multi answer inside one helper cell
 _SUBMITTED = "__submitted_at"
@@ -56,13 +57,8 @@ class _Check:
     set_name: str | None = None
 
 
-def _label(rules: Rules, field: str) -> str:
-    spec = rules.fields.get(field)
-    return spec.label if spec else field
-
-
 def _describe_condition(rules: Rules, cond: Condition) -> str:
-    labels = " or ".join(_label(rules, f) for f in cond.fields)
+    labels = " or ".join(rules.label(f) for f in cond.fields)
     if cond.operator == "equals":
         return f"{labels} is {cond.equals}"
     if cond.operator == "in":
@@ -84,7 +80,7 @@ def _plan(rules: Rules) -> list[_Check]:
     plan = [_Check("unreadable", "", "", _UNREADABLE,
                    "every answer that was given can be read (dates, times)")]
     for field in fields:
-        label = _label(rules, field)
+        label = rules.label(field)
         spec = rules.fields.get(field)
         ftype = spec.type if spec else "text"
         for i, req in enumerate(rules.required):
@@ -415,7 +411,7 @@ def check_reports(reports: pd.DataFrame, rules: Rules, now: pd.Timestamp) -> pd.
     frame = _check_frame(reports, rules, plan)
     failures = _validate(frame, plan, rules, now) if n else {}
 
-    labels = {f: _label(rules, f) for f in dict.fromkeys(c.field for c in plan if c.field)}
+    labels = {f: rules.label(f) for f in dict.fromkeys(c.field for c in plan if c.field)}
     order = {f: i for i, f in enumerate(labels)}
     found: dict[int, list[tuple[int, int, str, bool, str]]] = {}
     for pos, rows in failures.items():

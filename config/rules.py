@@ -125,7 +125,9 @@ class Rules(_Strict):
     repeats: list[RepeatRule] = []
 
     def label(self, field: str) -> str:
-        return self.fields[field].label
+        """The field's human label; a name the rules do not know is shown as it is."""
+        spec = self.fields.get(field)
+        return spec.label if spec else field
 
     def choices(self, field: str) -> dict[str, str]:
         """Key -> label of a choice/multi/ordinal field; empty for free fields."""

@@ -19,10 +19,11 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from checks.quality import EMAIL_REGEX
 from config.rules import Rules
 from transforms.normalize import display, local_time
 
-ADDRESS = re.compile(r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$")
+ADDRESS = re.compile(EMAIL_REGEX)  # what the checks accept is what the loop emails
 
 
 @dataclass(frozen=True)

@@ -344,7 +344,7 @@ def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.Dat
     rows = view[(view["dq_status"] == "incomplete") | view["completed_at"].notna()]
 
     def labels(fields: list[str]) -> str:
-        return ", ".join(rules.label(f) if f in rules.fields else f for f in fields)
+        return ", ".join(rules.label(f) for f in fields)
 
     out = pd.DataFrame({
         "Report ID": rows["report_id"],
