@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +47,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.engine import ExceptionContext
 
 from connectors.base import AuditEvent, RawResponse
 from connectors.errors import StoreError
@@ -153,6 +155,56 @@ def content_hash(payload: Mapping[str, Any]) -> str:
     ).hexdigest()
 
 
+_APPEND_ONLY_REFUSAL = re.compile(rf"^({'|'.join(_APPEND_ONLY)}) is append-only$")
+
+
+def store_error(error: sqlite3.Error, path: Path | str, *, reading: bool = False) -> StoreError:
+    """The one-line StoreError, naming the cause and the fix, for SQLite's `error` on the
+    store at `path`; `reading` says the failed statement only read.
+
+    The cause comes from SQLite's result code (its message when a code is missing), so the
+    line never carries SQL, parameters or anything read from the file.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+    primary = code & 0xFF if isinstance(code, int) else None  # extended codes keep it there
+    said = str(error)
+
+    def cause(codes: tuple[int, ...], *words: str) -> bool:
+        if primary is not None:
+            return primary in codes
+        return any(word in said for word in words)
+
+    if cause((sqlite3.SQLITE_READONLY,), "readonly database"):
+        message = (f"the store {path} is read-only: give the user that runs nearmiss write "
+                   "access to it and its folder")
+    elif cause((sqlite3.SQLITE_FULL,), "database or disk is full"):
+        message = (f"the disk holding the store {path} is full: free some space and run again "
+                   "(nothing stored was lost)")
+    elif cause((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED), "database is locked",
+               "table is locked"):
+        message = (f"the store {path} is locked by another program: close it (a database "
+                   "browser?) and run again")
+    elif cause((sqlite3.SQLITE_CANTOPEN,), "unable to open database"):
+        message = (f"the store {path} cannot be opened: it must be a file (not a folder) in "
+                   "a folder the user that runs nearmiss can write to")
+    elif cause((sqlite3.SQLITE_IOERR,), "disk I/O error"):
+        message = (f"the disk holding the store {path} failed to read or write it ({name}): "
+                   "check the disk (or network share) is connected and healthy, then run "
+                   "again")
+    elif cause((sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB), "malformed",
+               "not a database"):
+        message = (f"the store {path} is damaged or is not a Nearmiss Loop store ({name}): "
+                   "restore it from a backup, or point store.path at the right file")
+    elif (refused := _APPEND_ONLY_REFUSAL.match(said)) and cause(
+            (sqlite3.SQLITE_CONSTRAINT,), "append-only"):
+        message = (f"the store {path} refused to change or delete stored rows "
+                   f"({refused.group(1)} is append-only): nothing was changed")
+    else:
+        message = f"the store {path} could not be {'read' if reading else 'written'} ({name})"
+    return StoreError(" ".join(message.splitlines()))  # a path may hold a newline
+
+
 @dataclass(frozen=True)
 class RawAdded:
     new: int = 0
@@ -180,26 +232,42 @@ class Store:
         self.run_id: int | None = None
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, *, busy_timeout: float = 10.0) -> Store:
+        """Open (creating or migrating) the store at `path`.
+
+        `busy_timeout` is how many seconds a statement waits for another program's lock on
+        the file before the run gives up with a "locked" error.
+        """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(
-                f"cannot create the folder of the store {path}: {exc.strerror}") from None
+                f"cannot create the folder of the store {path} "
+                f"({exc.strerror or type(exc).__name__}): create it, or point store.path at a "
+                "folder the user that runs nearmiss can write to") from None
         engine = create_engine(f"sqlite:///{path}")
+        timeout_ms = max(0, round(busy_timeout * 1000))
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=10000")
+            cur.execute(f"PRAGMA busy_timeout={timeout_ms}")
             cur.close()
 
+        @event.listens_for(engine, "handle_error", retval=True)
+        def _one_line(ctx: ExceptionContext) -> BaseException | None:
+            # Every failure of a statement, a connect, a COMMIT or a ROLLBACK passes here;
+            # what is returned is raised in place of SQLAlchemy's error, whose text carries
+            # the SQL and its parameters (report data).
+            orig = ctx.original_exception
+            if not isinstance(orig, sqlite3.Error):
+                return None  # not SQLite's: a bug, reported as an internal error
+            statement = (ctx.statement or "").lstrip()[:6].upper()
+            return store_error(orig, path, reading=statement in ("SELECT", "PRAGMA"))
+
         store = cls(engine)
-        try:
-            store.migrate()
-        except OperationalError as exc:
-            raise StoreError(f"cannot open the store {path}: {exc.orig}") from None
+        store.migrate()
         return store
 
     # -- schema -----------------------------------------------------------------------------
@@ -272,7 +340,8 @@ class Store:
             known = {(s, r): (v, h, t) for s, r, v, h, t in conn.execute(query)}
             for resp in responses:
                 payload = resp.payload()
-                digest = content_hash({k: v for k, v in payload.items() if k != "titles"})
+                digest = content_hash({k: v for k, v in payload.items()
+                                       if k not in ("titles", "notes")})
                 # An unreadable form timestamp is replaced by when we first saw the response.
                 submitted = iso(resp.submitted_at or now)
                 prior = known.get((resp.source, resp.response_id))
@@ -492,11 +561,8 @@ class Store:
                  "entity_id": e.entity_id, "event": e.event, "reason": e.reason,
                  "details": e.details} for e in events]
         if rows:
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(audit), rows)
-            except SQLAlchemyError as exc:
-                raise StoreError(f"cannot write the audit log: {exc}") from None
+            with self.engine.begin() as conn:
+                conn.execute(insert(audit), rows)
         return len(rows)
 
     def audit_trail(self, entity_id: str | None = None) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
@@ -28,6 +29,9 @@ if TYPE_CHECKING:  # imported by the commands that run it, so `--help` stays qui
 # so it tells the same story whenever it is run.
 DEMO_NOW = "2026-11-23T09:00:00+00:00"
 DEFAULT_CONFIG = "nearmiss.yaml"
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("config", "connectors", "domain", "transforms", "checks", "jobs")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,9 +100,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose:
             raise
-        print(f"nearmiss: internal error: {type(exc).__name__}: {exc} (run with --verbose "
-              "for details)", file=sys.stderr)
+        # The message of an unexpected error may quote report text or SQL: name only its
+        # type and where our code raised it.
+        print(f"nearmiss: internal error: {type(exc).__name__} in {_raised_at(exc)} (run "
+              "with --verbose for details)", file=sys.stderr)
         return 1
+
+
+def _raised_at(exc: BaseException) -> str:
+    """`package/module.py:line` of the innermost frame of this project in `exc`'s traceback."""
+    where = "an unknown place"
+    for frame in traceback.extract_tb(exc.__traceback__):
+        try:
+            relative = Path(frame.filename).resolve().relative_to(ROOT)
+        except ValueError:
+            continue
+        if relative.parts[0] in PACKAGES:
+            where = f"{relative.as_posix()}:{frame.lineno}"
+    return where
 
 
 def _now(text: str | None) -> datetime | None:

@@ -136,8 +136,11 @@ def run(config: Config, now: datetime | None = None,
             if sheets is not None:
                 write_tracker(r, sheets, view, held, actions, patterns)
         except BaseException:
-            c.store.audit(r.events, now_ts)
-            c.store.finish_run(now_ts, "crashed", {"summary": r.summary.line()})
+            try:
+                c.store.audit(r.events, now_ts)
+                c.store.finish_run(now_ts, "crashed", {"summary": r.summary.line()})
+            except NearmissError as exc:  # a StoreError: the store itself failed, and the
+                log.debug("could not record the crash: %s", exc)  # first error says why
             raise
         s = r.summary
         r.events.append(AuditEvent("run", str(s.run_id), "run finished", s.line(),

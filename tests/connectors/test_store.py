@@ -1,8 +1,10 @@
 import sqlite3
+import time
+import traceback
 
 import pandas as pd
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, text
 
 from connectors.base import AuditEvent, RawResponse
 from connectors.errors import StoreError
@@ -83,7 +85,7 @@ def test_links_are_unique_per_response(store):
     links = pd.DataFrame([{"source": "g", "response_id": "r1", "report_id": "NM-000001",
                            "how": "new"}])
     store.add_links(links, T0)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(StoreError, match=r"could not be written \(SQLITE_CONSTRAINT_PRIMARYKEY\)"):
         store.add_links(links, T0)
 
 
@@ -103,3 +105,135 @@ def test_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="newer Nearmiss Loop"):
         Store.open(path)
+
+
+# -- a store that cannot be written: one line naming the cause and the fix -----------------
+
+SECRET = "Amlodipine signed for twice, OH-014"  # report text that must never be printed
+LATER = "Insulin pen left on the trolley"
+
+
+def filled(path, **kwargs) -> Store:
+    """A store holding one response, as a run before the failure left it."""
+    store = Store.open(path, **kwargs)
+    store.begin_run(T0)
+    store.add_raw([response("r1", SECRET)], T0)
+    return store
+
+
+def reconnect_with(store: Store, *pragmas: str) -> None:
+    """Make every new connection of `store` run `pragmas`: SQLite then fails for real."""
+    store.engine.dispose()
+
+    @event.listens_for(store.engine, "connect")
+    def _set(dbapi_conn, _record):
+        for pragma in pragmas:
+            dbapi_conn.execute(pragma)
+
+
+def assert_one_clean_line(error: StoreError, *expected: str) -> None:
+    message = str(error)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message
+    for leak in ("INSERT", "UPDATE", "SELECT", "[SQL", "parameters", SECRET, LATER, "xxxx"):
+        assert leak not in message
+
+
+def assert_still_readable(path) -> None:
+    latest = Store.open(path).latest_responses()
+    assert latest["payload"].map(lambda p: p["answers"]["Q"]).tolist() == [SECRET]
+
+
+def test_read_only_store_names_the_cause_and_fix(tmp_path):
+    path = tmp_path / "nearmiss.db"
+    store = filled(path)
+    reconnect_with(store, "PRAGMA query_only=ON")  # SQLite's own SQLITE_READONLY
+    writes = [lambda: store.add_raw([response("r2", LATER)], T0),
+              lambda: store.audit([AuditEvent("report", "NM-000002", "received", LATER)], T0),
+              lambda: store.finish_run(T0, "ok", {"summary": LATER})]
+    for write in writes:
+        with pytest.raises(StoreError) as failed:
+            write()
+        assert_one_clean_line(failed.value, f"the store {path} is read-only",
+                              "give the user that runs nearmiss write access")
+    assert_still_readable(path)
+
+
+def test_full_disk_names_the_cause_and_loses_nothing(tmp_path):
+    path = tmp_path / "nearmiss.db"
+    store = filled(path)
+    reconnect_with(store, "PRAGMA max_page_count=1")  # no room to grow: SQLITE_FULL
+    with pytest.raises(StoreError) as failed:
+        store.add_raw([response("r2", LATER + "x" * 200_000)], T0)
+    assert_one_clean_line(failed.value, f"the disk holding the store {path} is full",
+                          "free some space", "nothing stored was lost")
+    assert_still_readable(path)
+
+
+def test_locked_store_gives_up_after_busy_timeout(tmp_path):
+    path = tmp_path / "nearmiss.db"
+    store = filled(path, busy_timeout=0.1)
+    other = sqlite3.connect(path)
+    other.execute("BEGIN EXCLUSIVE")  # a database browser holding the file
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreError) as failed:
+            store.add_raw([response("r2", LATER)], T0)
+    finally:
+        other.rollback()
+        other.close()
+    assert time.monotonic() - started < 5
+    assert_one_clean_line(failed.value, f"the store {path} is locked by another program",
+                          "close it", "run again")
+    assert_still_readable(path)
+
+
+def test_a_failing_commit_goes_through_the_same_classification(tmp_path):
+    path = tmp_path / "nearmiss.db"
+    store = filled(path, busy_timeout=0.1)
+    reader = sqlite3.connect(path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM raw_responses").fetchall()  # holds a shared lock
+    try:
+        # The INSERT may proceed alongside a reader; only COMMIT needs the file to itself.
+        with pytest.raises(StoreError) as failed:
+            store.add_raw([response("r2", LATER)], T0)
+    finally:
+        reader.rollback()
+        reader.close()
+    assert "_commit_impl" in [f.name for f in traceback.extract_tb(failed.tb)]
+    assert_one_clean_line(failed.value, "is locked by another program")
+    assert_still_readable(path)
+
+
+def test_a_file_that_is_not_a_store(tmp_path):
+    path = tmp_path / "nearmiss.db"
+    path.write_text(f"{SECRET}\n" * 200)
+    with pytest.raises(StoreError) as failed:
+        Store.open(path)
+    assert_one_clean_line(failed.value, f"the store {path} is damaged or is not a Nearmiss",
+                          "SQLITE_NOTADB", "restore it from a backup")
+
+
+def test_a_folder_where_the_store_should_be(tmp_path):
+    path = tmp_path / "nearmiss.db"
+    path.mkdir()
+    with pytest.raises(StoreError) as failed:
+        Store.open(path)
+    assert_one_clean_line(failed.value, f"the store {path} cannot be opened",
+                          "must be a file (not a folder)")
+
+
+def test_append_only_refusal_and_other_errors_stay_one_line(tmp_path):
+    path = tmp_path / "nearmiss.db"
+    store = filled(path)
+    store.audit([AuditEvent("report", "NM-000001", "received", SECRET)], T0)
+    for table in ("raw_responses", "audit"):
+        with pytest.raises(StoreError) as failed, store.engine.begin() as conn:
+            conn.execute(text(f"DELETE FROM {table}"))
+        assert_one_clean_line(failed.value, f"({table} is append-only)", "nothing was changed")
+    with pytest.raises(StoreError) as failed, store.engine.connect() as conn:
+        conn.execute(text("SELECT * FROM no_such_table WHERE x = :x"), {"x": SECRET})
+    assert str(failed.value) == f"the store {path} could not be read (SQLITE_ERROR)"
+    assert_still_readable(path)

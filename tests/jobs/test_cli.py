@@ -1,5 +1,7 @@
 """The command line: exit codes and one-line messages, on real files."""
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +86,109 @@ def test_demo_runs_twice_and_the_second_adds_nothing(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "this run: 0 new, 0 edited" in second.stdout
     assert "0 emails queued, 0 sent" in second.stdout
+
+
+# -- failures end in one line: the cause and the fix, never SQL or report text -------------
+
+SECRET = "MAR showed the evening dose as given already"  # a report's own words
+SQL_WORDS = ("INSERT", "UPDATE", "SELECT", "[SQL", "Traceback")
+
+
+def assert_one_clean_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    for leak in (*SQL_WORDS, SECRET):
+        assert leak not in stderr
+    return lines[0]
+
+
+@pytest.fixture
+def immutable():
+    """`chattr +i` paths for the test: the one way to make a file read-only for root too."""
+    done: list[Path] = []
+
+    def make(*paths: Path) -> None:
+        for path in paths:
+            if shutil.which("chattr") is None or subprocess.run(
+                    ["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+                pytest.skip("chattr +i is not available here")
+            done.append(path)
+
+    yield make
+    for path in reversed(done):
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_store_that_is_a_folder_ends_in_one_line(tmp_path):
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-20 10:00", description=SECRET)
+    dep.data["store"] = {"path": "store/nearmiss.db"}
+    (tmp_path / "store" / "nearmiss.db").mkdir(parents=True)
+    done = nearmiss("--config", str(dep.config().path), "run", "--now", "2026-11-23T09:00Z",
+                    cwd=tmp_path)
+    assert done.returncode == 1
+    line = assert_one_clean_line(done.stderr)
+    assert line.startswith("nearmiss: error: the store ")
+    assert "cannot be opened: it must be a file (not a folder)" in line
+
+
+def test_a_read_only_store_ends_in_one_line_and_keeps_what_it_holds(tmp_path, immutable):
+    from connectors.store import Store
+
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-20 10:00", description=SECRET)
+    dep.data["store"] = {"path": "store/nearmiss.db"}
+    config = str(dep.config().path)
+    first = nearmiss("--config", config, "run", "--now", "2026-11-23T09:00Z", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    store = tmp_path / "store" / "nearmiss.db"
+    immutable(store, store.parent)  # SQLite can only open it read-only now
+    dep.add_google("2026-11-21 10:00", description=SECRET + ", again")
+    done = nearmiss("--config", config, "run", "--now", "2026-11-24T09:00Z", cwd=tmp_path)
+    assert done.returncode == 1
+    line = assert_one_clean_line(done.stderr)
+    assert line == (f"nearmiss: error: the store {store} is read-only: give the user that "
+                    "runs nearmiss write access to it and its folder")
+    assert Store.open(store).report_count() == 1  # reading needs no write access
+
+
+@pytest.mark.parametrize(("raise_it", "kind", "where"), [
+    ("directly", "ValueError", "jobs/cli.py"),
+    ("in project code", "DateParseError", "connectors/store.py"),  # raised inside pandas
+])
+def test_an_internal_error_names_its_type_and_place_not_its_message(raise_it, kind, where,
+                                                                     monkeypatch, capsys):
+    from connectors.store import iso
+    from jobs import cli
+
+    def boom(_args):
+        if raise_it == "directly":
+            raise ValueError(f"secret report text: {SECRET}")
+        iso(f"secret report text: {SECRET}")  # pandas refuses it, quoting the text
+
+    monkeypatch.setitem(cli.COMMANDS, "check", boom)
+    assert main(["--config", "unused.yaml", "check"]) == 1
+    line = assert_one_clean_line(capsys.readouterr().err)
+    assert "secret report text" not in line
+    assert re.fullmatch(rf"nearmiss: internal error: {kind} in {where}:\d+ "
+                        r"\(run with --verbose for details\)", line), line
+    with pytest.raises(ValueError, match="secret report text"):
+        main(["--verbose", "--config", "unused.yaml", "check"])
+
+
+def test_a_read_only_store_folder_stops_the_run_at_the_lock_file(tmp_path, immutable):
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-20 10:00", description=SECRET)
+    dep.data["store"] = {"path": "store/nearmiss.db"}
+    config = str(dep.config().path)
+    assert nearmiss("--config", config, "run", "--now", "2026-11-23T09:00Z",
+                    cwd=tmp_path).returncode == 0
+    folder = tmp_path / "store"
+    (folder / "nearmiss.lock").unlink()
+    immutable(folder)  # nothing new can be created in it, by root either
+    done = nearmiss("--config", config, "run", "--now", "2026-11-24T09:00Z", cwd=tmp_path)
+    assert done.returncode == 1
+    line = assert_one_clean_line(done.stderr)
+    assert line == (f"nearmiss: error: cannot write the lock file nearmiss.lock in {folder}: "
+                    "the folder is read-only; give the user that runs nearmiss write access "
+                    "to it")
