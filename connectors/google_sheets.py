@@ -34,6 +34,7 @@ from gspread.utils import rowcol_to_a1
 from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.errors import ApiError
 from connectors.google_auth import GoogleClients, forbidden_reason
+from domain.text import sheet_text
 
 T = TypeVar("T")
 
@@ -404,8 +405,14 @@ def _rectangle(rows: list[list[Any]]) -> list[list[Cell]]:
 
 
 def _json_value(value: Cell) -> JsonValue:
-    """A cell as JSON. Dates arrive as text; anything else unexpected is written as text."""
-    if value is None or isinstance(value, str | bool):
+    """A cell as JSON. Dates arrive as text; anything else unexpected is written as text.
+
+    Text is made safe and cut to the cell limit (Sheets takes 50,000 characters, the XLSX
+    tracker 32,767: one limit keeps the two backends alike), so no value fails the batch.
+    """
+    if isinstance(value, str):
+        return sheet_text(value)
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, numbers.Integral):
         return int(value)
@@ -419,7 +426,7 @@ def _json_value(value: Cell) -> JsonValue:
     item = getattr(value, "item", None)  # numpy scalars (numpy.bool_ is not Integral)
     if callable(item):
         return _json_value(item())
-    return str(value)
+    return sheet_text(str(value))
 
 
 def _appended(line: Sequence[Cell]) -> list[JsonValue]:

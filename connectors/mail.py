@@ -23,6 +23,11 @@ from typing import Any
 
 from connectors.base import Sender
 from connectors.errors import MailError
+from domain.text import header_text, safe_text
+
+# Subjects quote report fields (in overriding templates, any field): one pasted answer must
+# not become a 100 kB header, which the email package folds but never cuts.
+SUBJECT_LIMIT = 250
 
 
 def message_id(key: str, sender: str) -> str:
@@ -32,19 +37,23 @@ def message_id(key: str, sender: str) -> str:
 
 def build_message(item: dict[str, Any], sender: str, reply_to: str | None,
                   now: datetime) -> EmailMessage:
-    """An outbox row as a multipart/alternative message (text first, HTML second)."""
+    """An outbox row as a multipart/alternative message (text first, HTML second).
+
+    Values that came from submissions or sheet cells are made safe first: the email package
+    raises on a line break in a header (and on any surrogate), and passes a NUL through raw.
+    """
     msg = EmailMessage()
     msg["From"] = sender
-    msg["To"] = ", ".join(item["recipients"])
+    msg["To"] = ", ".join(header_text(r) for r in item["recipients"])
     if reply_to:
         msg["Reply-To"] = reply_to
-    msg["Subject"] = item["subject"]
+    msg["Subject"] = header_text(item["subject"], SUBJECT_LIMIT)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id(item["key"], sender)
-    msg["X-Nearmiss-Key"] = item["key"]
-    msg.set_content(item["body_text"])
+    msg["X-Nearmiss-Key"] = header_text(item["key"])
+    msg.set_content(safe_text(item["body_text"]))
     if item.get("body_html"):
-        msg.add_alternative(item["body_html"], subtype="html")
+        msg.add_alternative(safe_text(item["body_html"]), subtype="html")
     return msg
 
 

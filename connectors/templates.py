@@ -17,8 +17,24 @@ from jinja2 import (
     StrictUndefined,
     TemplateError,
 )
+from markupsafe import Markup
 
 from connectors.errors import NearmissError
+from domain.text import header_text, safe_text
+
+# A value's own line breaks travel through rendering as this character, so the template's
+# first line is the whole subject even when a value on it spans lines (a pasted answer):
+# after the split they become spaces in the subject and line breaks again in the bodies.
+# No value can carry it (safe_text replaces NUL).
+_BREAK = "\x00"
+
+
+def _finalize(value: Any) -> Any:
+    """Every {{ value }}: made safe, its line breaks kept apart from the template's."""
+    if not isinstance(value, str):
+        return value
+    text = safe_text(value).replace("\n", _BREAK)
+    return Markup(text) if isinstance(value, Markup) else text
 
 
 class Renderer:
@@ -31,6 +47,7 @@ class Renderer:
             undefined=StrictUndefined,
             keep_trailing_newline=True,
             trim_blocks=True,
+            finalize=_finalize,
         )
 
     def render(self, kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
@@ -44,4 +61,6 @@ class Renderer:
             html = self.env.get_template(f"{kind}.html.j2").render(context)
         except TemplateError as exc:
             raise NearmissError(f"email template {kind!r}: {exc.message or exc}") from None
-        return " ".join(first.removeprefix("Subject:").split()), body.lstrip("\n"), html
+        subject = header_text(first.removeprefix("Subject:").replace(_BREAK, " "))
+        return (subject, body.replace(_BREAK, "\n").lstrip("\n"),
+                html.replace(_BREAK, "\n"))

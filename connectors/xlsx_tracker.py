@@ -16,11 +16,13 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.formatting.rule import CellIsRule
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.exceptions import IllegalCharacterError
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
 from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.errors import TrackerError
+from domain.text import sheet_text
 
 _HEADER_FONT = Font(bold=True)
 _MANAGER_FILL = PatternFill("solid", fgColor="FFF2CC")  # manager columns: pale yellow
@@ -28,8 +30,15 @@ _OVERDUE_FILL = PatternFill("solid", fgColor="F4CCCC")
 
 
 def _set(ws: Worksheet, row: int, col: int, value: Cell) -> None:
+    if isinstance(value, str):
+        value = sheet_text(value)  # openpyxl raises on a control character, cuts long text
     cell = ws.cell(row=row, column=col)
-    cell.value = value
+    try:
+        cell.value = value
+    except (IllegalCharacterError, ValueError, TypeError) as exc:
+        # Their messages quote the value: submitted text never goes into an error.
+        raise TrackerError(f"cannot store a value in cell {cell.coordinate} of sheet "
+                           f"{ws.title!r} ({type(exc).__name__})") from None
     if isinstance(value, str) and value.startswith("="):
         # openpyxl stores any "=..." string as a formula; submitted text must stay text.
         cell.data_type = "s"
@@ -47,7 +56,8 @@ class XlsxTracker:
                     self._wb = load_workbook(self.path)
                 except PermissionError:
                     raise TrackerError(f"no permission to open the tracker {self.path}") from None
-                except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+                except (zipfile.BadZipFile, KeyError, ValueError, OSError, SyntaxError) as exc:
+                    # SyntaxError: XML that does not parse (ElementTree's ParseError)
                     raise TrackerError(f"the tracker {self.path} is not a readable Excel "
                                        f"workbook ({type(exc).__name__}): restore it from a "
                                        "backup or move it away to start a new one") from None
@@ -125,3 +135,7 @@ class XlsxTracker:
                                "in another program; close it and run again") from None
         except OSError as exc:
             raise TrackerError(f"cannot write the tracker {self.path}: {exc.strerror}") from None
+        except Exception as exc:
+            # Named by type only: the message of an unexpected error may quote cell text.
+            raise TrackerError(f"cannot write the tracker {self.path} "
+                               f"({type(exc).__name__})") from None

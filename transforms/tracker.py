@@ -20,6 +20,7 @@ import pandas as pd
 
 from config.rules import Rules
 from connectors.base import Cell, SheetSpec, SheetWrite
+from domain.text import sheet_text
 from transforms.normalize import display, local_time
 
 TRIAGE_STATUS = ["In review", "Triaged", "Closed"]
@@ -110,6 +111,11 @@ def cell_text(value: Cell) -> str:
 
 def _norm(title: Any) -> str:
     return " ".join(cell_text(title).split()).casefold()
+
+
+def _cell(value: Cell) -> Cell:
+    """A value as a cell holds it: text made safe and cut to the cell limit."""
+    return sheet_text(value) if isinstance(value, str) else value
 
 
 @dataclass
@@ -213,12 +219,15 @@ def plan_sheet(state: SheetState, desired: pd.DataFrame, manager: dict[str, dict
     desired = desired.reindex(columns=[c for c in system if c in desired.columns])
     records = desired.astype(object).where(desired.notna(), None).to_dict("index")
     for key, wanted in records.items():
+        # Compared as the sheet will hold it: text it cannot hold as given would differ
+        # from what is read back, and be written again on every run.
+        wanted = {title: _cell(value) for title, value in wanted.items()}
         row = state.rows.get(key)
         if row is None:
             line: list[Cell] = [None] * width
             for title, col in columns.items():
-                line[col - 1] = wanted.get(title) if title in system else manager.get(
-                    key, {}).get(title) or None
+                line[col - 1] = wanted.get(title) if title in system else _cell(manager.get(
+                    key, {}).get(title) or None)
             line[columns[spec.key_column] - 1] = key
             write.append.append(line)
             (restored if key in manager or key in known else added).append(key)

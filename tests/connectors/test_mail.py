@@ -131,3 +131,57 @@ def test_templates_escape_html_and_can_be_overridden(tmp_path):
     (tmp_path / "outcome.txt.j2").write_text("No subject line {{ report.id }}")
     with pytest.raises(Exception, match="must start with a 'Subject:' line"):
         Renderer(tmp_path).render("outcome", ctx)
+
+
+# -- hostile text from a report or a sheet cell ------------------------------------------------
+
+def hostile_item() -> dict:
+    return {"key": "ack:NM-000001", "recipients": ["kim@example.org", "x\x00y@example.org"],
+            "subject": "Near miss\x00 NM-000001\r\nBcc: all@example.org\x0b" + "y" * 100_000,
+            "body_text": "line one\r\nline\x00two\x1f \u202eשלום 😀\n" + "z" * 100_000,
+            "body_html": "<p>line\x00two \u202eשלום 😀</p>" + "<p>" + "z" * 100_000 + "</p>"}
+
+
+def test_hostile_text_builds_a_message_with_single_line_headers(tmp_path):
+    msg = build_message(hostile_item(), "Loop <loop@care.example>", None, NOW)
+    raw = bytes(msg)
+    assert b"\x00" not in raw
+    assert max(len(line) for line in raw.split(b"\n")) <= 998  # RFC 5322 line limit
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert "Bcc" not in parsed
+    for name, value in parsed.items():
+        assert not any(c in str(value) for c in "\r\n\x00\x0b"), name
+    subject = parsed["Subject"]
+    assert subject.startswith("Near miss\ufffd NM-000001 Bcc: all@example.org\ufffdyyy")
+    assert len(subject) <= 250 and subject.endswith("…")
+    text = parsed.get_body(("plain",)).get_content()
+    assert text.startswith("line one\nline\ufffdtwo\ufffd \u202eשלום 😀\n")
+    assert "z" * 100_000 in text
+    html = parsed.get_body(("html",)).get_content()
+    assert "line\ufffdtwo \u202eשלום 😀" in html and "z" * 100_000 in html
+    with EmlFolderTransport(tmp_path / "outbox").connect() as send:
+        send(msg)
+    assert (tmp_path / "outbox" / "ack_NM-000001.eml").read_bytes() == raw
+
+
+def test_hostile_text_is_sent_over_smtp_and_a_bad_address_is_refused_alone():
+    item = {**hostile_item(), "recipients": ["kim@example.org"]}
+    with SmtpServer() as server:
+        with SmtpTransport("127.0.0.1", server.port, security="none").connect() as send:
+            send(build_message(item, "loop@care.example", None, NOW))
+            with pytest.raises(MailError, match="not an email address") as err:
+                send(build_message(hostile_item(), "loop@care.example", None, NOW))
+        assert not err.value.retry_later and server.keys() == ["ack:NM-000001"]
+        assert "line\ufffdtwo" in server.messages[0].get_body(("plain",)).get_content()
+
+
+def test_a_value_spanning_lines_stays_in_the_subject():
+    ctx = {"provider": "Oak", "tracker": "t.xlsx", "pattern": {
+        "id": "PT-000001", "event": "opened", "label": "Ward 1\r\nWard\x002 <b>",
+        "reason": "", "count": 3, "rule": "Same service", "window_days": "7", "also": [],
+        "members": ["NM-000001"], "first": "2026-11-20", "last": "2026-11-21"}}
+    subject, text, html = Renderer().render("alert_pattern", ctx)
+    assert subject == "Repeat pattern PT-000001 opened: Ward 1 Ward\ufffd2 <b>"
+    assert text.startswith("3 similar near misses")
+    assert "Pattern: PT-000001, Ward 1\nWard\ufffd2 <b>\n" in text
+    assert "Ward 1\nWard\ufffd2 &lt;b&gt;" in html and "\x00" not in html

@@ -1,12 +1,13 @@
 import zipfile
 
+import pandas as pd
 import pytest
-from openpyxl import load_workbook
+from openpyxl import Workbook, load_workbook
 
 from connectors.base import SheetWrite
 from connectors.errors import TrackerError
 from connectors.xlsx_tracker import XlsxTracker
-from transforms.tracker import REPORTS
+from transforms.tracker import REPORTS, plan_sheet, read_sheet
 
 
 def test_created_sheet_has_frozen_header_filter_and_dropdowns(tmp_path):
@@ -76,3 +77,80 @@ def test_damaged_or_read_only_tracker_is_a_clear_error(tmp_path):
     with pytest.raises(TrackerError, match="cannot write the tracker"):
         tracker.write([SheetWrite(spec=REPORTS, cells={(1, 2): "x"})])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tracker-")]
+
+
+# -- hostile text ------------------------------------------------------------------------------
+
+HOSTILE = {"What happened": "left\x00right", "Immediate action": "tab\x0bbed\x1fend",
+           "Contributing factors": "x" * 100_000, "Service": "\u202eשלום עולם",
+           "Setting": "😀 ward", "Category": '=HYPERLINK("http://x","y")',
+           "Reporter": "line\r\nbreak"}
+SAFE = {"What happened": "left\ufffdright", "Immediate action": "tab\ufffdbed\ufffdend",
+        "Service": "\u202eשלום עולם", "Setting": "😀 ward",
+        "Category": '=HYPERLINK("http://x","y")', "Reporter": "line\nbreak"}
+CUT_NOTE = " … [cut: 100,000 characters; the full text is in the store]"
+
+
+def _plan(tracker: XlsxTracker, desired: pd.DataFrame) -> SheetWrite:
+    state = read_sheet(REPORTS, tracker.read([REPORTS]).get(REPORTS.title))
+    write, _, _ = plan_sheet(state, desired, {})
+    return write
+
+
+def _row(path) -> dict:
+    ws = load_workbook(path)["Reports"]
+    return {ws.cell(1, c).value: ws.cell(2, c) for c in range(1, ws.max_column + 1)}
+
+
+def test_hostile_text_is_saved_safe_and_a_second_run_writes_nothing(tmp_path):
+    path = tmp_path / "tracker.xlsx"
+    desired = pd.DataFrame([{"Report ID": "NM-000001", "Version": 1, **HOSTILE}]).set_index(
+        "Report ID", drop=False)
+    XlsxTracker(path).write([_plan(XlsxTracker(path), desired)])
+    cells = _row(path)
+    assert {k: cells[k].value for k in SAFE} == SAFE
+    cut = cells["Contributing factors"].value
+    assert len(cut) == 32_767 and cut == "x" * (32_767 - len(CUT_NOTE)) + CUT_NOTE
+    assert cells["Category"].data_type == "s"  # still text, never a formula
+    with zipfile.ZipFile(path) as z:
+        assert "<f>" not in z.read("xl/worksheets/sheet1.xml").decode()
+    before = path.stat().st_mtime_ns
+    second = _plan(XlsxTracker(path), desired)
+    assert not second  # no cell differs from what the sheet holds
+    XlsxTracker(path).write([second])
+    assert path.stat().st_mtime_ns == before
+
+
+def test_the_tracker_itself_makes_any_text_safe(tmp_path):
+    """Defence in depth: a write that did not come through the planning still saves."""
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([SheetWrite(spec=REPORTS, create=True,
+                                        header={1: "Report ID", 2: "What happened"},
+                                        append=[["NM-1", "a\x00b\ud800"]])])
+    XlsxTracker(path).write([SheetWrite(spec=REPORTS, cells={(2, 3): "\x1f" + "x" * 99_999})])
+    ws = load_workbook(path)["Reports"]
+    assert ws["B2"].value == "a\ufffdb\ufffd"
+    assert ws["C2"].value.startswith("\ufffdx") and ws["C2"].value.endswith(CUT_NOTE)
+    assert len(ws["C2"].value) == 32_767
+
+
+def test_errors_never_quote_cell_text(tmp_path):
+    class Odd:  # a value openpyxl cannot store; its repr would be in openpyxl's message
+        def __repr__(self) -> str:
+            return "private words from a report"
+
+    path = tmp_path / "tracker.xlsx"
+    with pytest.raises(TrackerError) as err:
+        XlsxTracker(path).write([SheetWrite(spec=REPORTS, create=True, header={1: "Report ID"},
+                                            append=[["NM-1", Odd()]])])
+    assert "private" not in str(err.value) and "B2" in str(err.value)
+    assert not path.exists()
+
+
+def test_a_workbook_whose_xml_does_not_parse_is_a_clear_error(tmp_path):
+    path = tmp_path / "tracker.xlsx"
+    wb = Workbook()
+    wb.active["A1"] = "\ufffe"  # openpyxl writes it, but it is not an XML 1.0 character
+    wb.save(path)
+    with pytest.raises(TrackerError, match="not a readable Excel workbook"):
+        XlsxTracker(path).read([REPORTS])

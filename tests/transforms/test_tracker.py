@@ -104,3 +104,51 @@ def test_writes_merge_per_sheet():
     w2, _, _ = plan_sheet(a, desired({"Report ID": "NM-000002"}), {})
     merged = merge_writes(w1, w2)
     assert len(merged) == 1 and len(merged[0].append) == 2
+
+
+# -- hostile text: written once, as the sheet can hold it -------------------------------------
+
+HOSTILE = {"What happened": "left\x00right", "Immediate action": "tab\x0bbed\x1fend\ud800",
+           "Contributing factors": "x" * 100_000, "Service": "\u202eשלום עולם",
+           "Setting": "😀 ward", "Category": '=HYPERLINK("http://x","y")',
+           "Reporter": "line\r\nbreak\rhere"}
+SAFE = {"What happened": "left\ufffdright", "Immediate action": "tab\ufffdbed\ufffdend\ufffd",
+        "Service": "\u202eשלום עולם", "Setting": "😀 ward",
+        "Category": '=HYPERLINK("http://x","y")', "Reporter": "line\nbreak\nhere"}
+
+
+def hostile_desired(**extra: str) -> pd.DataFrame:
+    frame = pd.DataFrame([{"Report ID": "NM-000001", "Version": 1, **HOSTILE, **extra}])
+    return frame.set_index("Report ID", drop=False)
+
+
+def test_hostile_text_is_planned_as_the_sheet_holds_it_and_planned_once():
+    write, added, _ = plan_sheet(read_sheet(REPORTS, None), hostile_desired(), {})
+    line = dict(zip(HEADER, write.append[0], strict=True))
+    assert added == ["NM-000001"]
+    assert {k: line[k] for k in SAFE} == SAFE
+    cut = line["Contributing factors"]
+    assert len(cut) <= 32_767 and cut.endswith("[cut: 100,000 characters; the full text is "
+                                               "in the store]")
+    # The sheet now holds exactly what was written: a second run plans nothing.
+    again, added, restored = plan_sheet(read_sheet(REPORTS, [HEADER, write.append[0]]),
+                                        hostile_desired(), {})
+    assert not again and added == [] and restored == []
+
+
+def test_a_hostile_change_to_an_existing_row_is_written_once():
+    sheet = [HEADER, row({"Report ID": "NM-000001", "Version": 1, "What happened": "old"})]
+    write, _, _ = plan_sheet(read_sheet(REPORTS, sheet), hostile_desired(), {})
+    col = HEADER.index("What happened") + 1
+    assert write.cells[(2, col)] == "left\ufffdright"
+    for (r, c), value in write.cells.items():
+        sheet[r - 1][c - 1] = value
+    again, _, _ = plan_sheet(read_sheet(REPORTS, sheet), hostile_desired(), {})
+    assert not again
+
+
+def test_a_restored_row_carries_safe_manager_values():
+    manager = {"NM-000001": {"Outcome for reporter": "New check\x00 at handover"}}
+    write, _, restored = plan_sheet(read_sheet(REPORTS, [HEADER]), hostile_desired(), manager)
+    assert restored == ["NM-000001"]
+    assert write.append[0][HEADER.index("Outcome for reporter")] == "New check\ufffd at handover"
