@@ -27,9 +27,16 @@ class RawResponse:
     # question id -> title when answers are keyed by id (API sources): the titles a response
     # was given under, so a later rename does not change how an old response is read
     titles: dict[str, str] | None = None
+    # what the source noticed about this response ("invalid: Submitted: ...", "note: ...")
+    notes: tuple[str, ...] = ()
+    # why the source could not read this response as a whole (a broken line): it is kept
+    # with its raw text and held until the export is corrected
+    quarantined: str | None = None
+    raw_text: str | None = None
 
     def payload(self) -> dict[str, Any]:
-        """What is stored. Its hash, titles aside, tells a real edit from a re-read."""
+        """What is stored. Its hash, titles and notes aside, tells a real edit from a
+        re-read."""
         payload: dict[str, Any] = {
             "answers": self.answers,
             "respondent_email": self.respondent_email,
@@ -39,6 +46,11 @@ class RawResponse:
             payload["unreadable_timestamp"] = self.unreadable_timestamp
         if self.titles is not None:
             payload["titles"] = self.titles
+        if self.notes:
+            payload["notes"] = list(self.notes)
+        if self.quarantined is not None:
+            payload["quarantined"] = self.quarantined
+            payload["raw_text"] = self.raw_text
         return payload
 
 
@@ -62,6 +74,9 @@ class Pull:
     questions: dict[str, str] = field(default_factory=dict)
     # the high-water mark to resume from next time (sources that read incrementally)
     watermark: str | None = None
+    # what the run line, the audit log and doctor should say about the read as a whole
+    # (a column whose dates are in both orders, the encoding or delimiter found)
+    warnings: list[str] = field(default_factory=list)
 
 
 class FormSource(Protocol):

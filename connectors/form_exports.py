@@ -3,57 +3,56 @@
 Both give one row per response and one column per question title; the metadata columns
 (timestamps, respondent) are taken here and everything else is handed on as answers,
 uninterpreted, so the mapping to report fields stays in one place (transforms/normalize).
+
+A value marks its own row, never the file: an unreadable time is noted on its response, a
+broken line is kept as it was (quarantined) and the rest is read. Only a file that cannot be
+read at all (missing, no permission, not a responses export) raises.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
-import re
-from datetime import datetime, time
+import io
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+from openpyxl import load_workbook
 
-from connectors.base import Pull, RawResponse
+from connectors.base import Answer, Pull, RawResponse
 from connectors.errors import SourceError
-
-# "2026/09/14 9:41:12 AM GMT+1" is what Google Forms writes in its CSV download.
-_GOOGLE_STAMP = re.compile(
-    r"^\s*(\d{4})/(\d{1,2})/(\d{1,2})\s+(\d{1,2}):(\d{2}):(\d{2})\s*([AP]M)?"
-    r"\s*(?:(?:GMT|UTC)\s*([+-]\d{1,2})(?::?(\d{2}))?|(?:GMT|UTC))?\s*$",
-    re.IGNORECASE,
+from domain.times import (
+    EARLIEST_YEAR,
+    LATEST_YEAR,
+    Order,
+    Read,
+    day_order,
+    localise,
+    read_column,
+    read_datetime,
 )
+
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+# Windows-1252 leaves five bytes undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D): each is kept as
+# the control character of the same number, as browsers do, rather than failing the file.
+_CP1252 = {b: bytes([b]).decode("cp1252", errors="replace").replace("\ufffd", chr(b))
+           for b in range(0x80, 0xA0)}
 
 
 def parse_google_timestamp(value: str, tz: ZoneInfo, dayfirst: bool) -> pd.Timestamp | None:
-    """A Google Forms timestamp as an aware UTC time, or None when it cannot be read.
+    """One Google Forms timestamp as an aware UTC time, or None when it cannot be read.
 
-    The CSV download writes `YYYY/MM/DD h:mm:ss AM GMT+1`; a CSV saved from the linked
-    sheet writes the sheet's locale (`23/11/2026 14:05:00`), read in the deployment zone.
+    The source reads whole columns (`domain.times.read_column`), so the day order of a
+    sheet-locale value (`03/07/2026 10:00:00`) comes from its column; alone, the value
+    decides and `dayfirst` breaks a tie. Never raises.
     """
-    m = _GOOGLE_STAMP.match(value or "")
-    if m:
-        year, month, day, hour, minute, second, ampm, off_h, off_m = m.groups()
-        hour = int(hour)
-        if ampm:
-            hour = hour % 12 + (12 if ampm.upper() == "PM" else 0)
-        try:
-            naive = datetime(int(year), int(month), int(day), hour, int(minute), int(second))
-        except ValueError:
-            return None
-        if off_h is None and "GMT" not in value.upper() and "UTC" not in value.upper():
-            return pd.Timestamp(naive, tz=tz).tz_convert("UTC")
-        sign = -1 if (off_h or "+0").startswith("-") else 1
-        offset = pd.Timedelta(hours=abs(int(off_h or 0)), minutes=int(off_m or 0)) * sign
-        return pd.Timestamp(naive - offset, tz="UTC")
-    try:
-        ts = pd.to_datetime(value, dayfirst=dayfirst)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if pd.isna(ts):
-        return None
-    return (ts.tz_localize(tz) if ts.tzinfo is None else ts).tz_convert("UTC")
+    return read_column([value], tz, dayfirst).values[0].value
 
 
 def _cell_text(value: object) -> str | None:
@@ -63,6 +62,8 @@ def _cell_text(value: object) -> str | None:
     if isinstance(value, pd.Timestamp | datetime):
         ts = pd.Timestamp(value)
         return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, time):
         return value.strftime("%H:%M")
     if isinstance(value, float) and value.is_integer():
@@ -76,10 +77,168 @@ def _read_error(name: str, path: Path, exc: Exception) -> SourceError:
         return SourceError(f"{name}: export file not found: {path}")
     if isinstance(exc, PermissionError):
         return SourceError(f"{name}: no permission to read {path}")
-    if isinstance(exc, UnicodeDecodeError):
-        return SourceError(f"{name}: {path} is not UTF-8 text: download the CSV again from the "
-                           "form's Responses tab")
     return SourceError(f"{name}: cannot read {path}: {exc}")
+
+
+def _key(title: str) -> str:
+    """A header title compared as a person reads it: no case, spaces or byte-order mark."""
+    return "".join(title.replace("\ufeff", "").split()).casefold()
+
+
+def _column_names(header: Sequence[object]) -> list[str]:
+    """Header cells named as pandas named them when it read these exports, so stored answers
+    keep their question keys: an empty title is `Unnamed: <i>`, a repeated one gets `.1`,
+    `.2`, ... (skipping a name already in the header), named columns first."""
+    names = ["" if c is None else str(c) for c in header]
+    unnamed = [i for i, n in enumerate(names) if n == ""]
+    for i in unnamed:
+        names[i] = f"Unnamed: {i}"
+    skip = set(unnamed)
+    counts: dict[str, int] = {}
+    for i in [i for i in range(len(names)) if i not in skip] + unnamed:
+        col = old = names[i]
+        cur = counts.get(col, 0)
+        while cur > 0:
+            counts[old] = cur + 1
+            col = f"{old}.{cur}"
+            cur = cur + 1 if col in names else counts.get(col, 0)
+        names[i] = col
+        counts[col] = cur + 1
+    return names
+
+
+def _time_notes(read: Read) -> tuple[str, ...]:
+    """The notes a submission time read gives its response."""
+    if read.value is None:
+        return (f"invalid: Submitted: {read.problem}; dated by when it was first received",)
+    if read.note:
+        return (f"note: Submitted: {read.note}",)
+    return ()
+
+
+def _response_id(stamp: str, email: str | None, seen: dict[str, int]) -> str:
+    """A Google CSV response's id: its timestamp text, respondent and position among
+    identical ones. Changing this re-files every stored response as new."""
+    base = f"{stamp}|{email or ''}"
+    seen[base] = seen.get(base, 0) + 1
+    return "g-" + hashlib.sha256(f"{base}|{seen[base]}".encode()).hexdigest()[:20]
+
+
+# -- reading CSV text -------------------------------------------------------------------------
+
+
+def _decode(raw: bytes) -> tuple[str, str | None]:
+    """The text of an export and, when it is not plain UTF-8, what it was read as.
+
+    Google writes UTF-8; a file re-saved by a spreadsheet may be UTF-16 ("Unicode text",
+    sometimes without a byte-order mark) or the Windows code page.
+    """
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        le = raw.startswith(codecs.BOM_UTF16_LE)
+        return _utf16(raw[2:], "utf-16-le" if le else "utf-16-be")
+    elif order := _utf16_without_bom(raw):
+        return _utf16(raw, order)
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("latin-1").translate(_CP1252), "Windows-1252"
+
+
+def _utf16(raw: bytes, codec: str) -> tuple[str, str]:
+    try:
+        return raw.decode(codec), "UTF-16"
+    except UnicodeDecodeError:  # an odd byte count or a broken pair: mark, don't refuse
+        return raw.decode(codec, errors="replace"), "damaged UTF-16"
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """"utf-16-le"/"utf-16-be" when the first bytes alternate text and NUL as UTF-16 does
+    for the ASCII of a header line; None otherwise."""
+    head = raw[:200]
+    head = head[: len(head) // 2 * 2]
+    if len(head) < 8:
+        return None
+    even, odd = head[0::2], head[1::2]
+    if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One CSV record: the physical line it starts on (1-based), its cells, its text."""
+
+    line: int
+    fields: list[str]
+    raw: str
+    problem: str | None = None  # why its cells cannot be told apart, beyond their count
+
+
+def _records(lines: list[str], delimiter: str, width: int | None = None,
+             whole: Callable[[list[str]], bool] | None = None) -> Iterator[_Record]:
+    """The non-blank records of CSV text (lines with their endings), header first.
+
+    The csv module keeps line breaks and NULs inside quoted cells. A quote mark that is
+    never closed makes it read the next line into the same record. So when a record of the
+    wrong `width` spans lines and a `whole` record starts on its second line, only its first
+    line is set aside and reading resumes there: a stray quote costs one line, not the
+    report after it too.
+    """
+    pos = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal pos
+        while pos < len(lines):
+            pos += 1
+            yield lines[pos - 1]
+
+    reader = csv.reader(feed(), delimiter=delimiter)
+    while True:
+        start = pos
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # not expected with these settings; kept, not fatal
+            yield _Record(start + 1, [], _joined(lines[start:pos]),
+                          f"cannot be read as CSV ({exc})")
+            continue
+        if not any(f.strip() for f in fields):
+            continue  # a blank line
+        if whole is not None and pos - start > 1 and len(fields) != width:
+            after = next(csv.reader(iter(lines[start + 1:]), delimiter=delimiter), None)
+            if after is not None and whole(after):
+                first = lines[start]
+                yield _Record(start + 1, next(csv.reader([first], delimiter=delimiter)),
+                              _joined([first]), "has a quote mark that is not closed")
+                pos = start + 1
+                reader = csv.reader(feed(), delimiter=delimiter)
+                continue
+        yield _Record(start + 1, fields, _joined(lines[start:pos]))
+
+
+def _listed(lines: list[str], more: str, limit: int = 10) -> list[str]:
+    """Warnings one a line, the first `limit` of them, then how many `more`."""
+    return lines[:limit] + ([f"{len(lines) - limit} {more}"] if len(lines) > limit else [])
+
+
+def _joined(lines: list[str]) -> str:
+    return "".join(lines).rstrip("\r\n")
+
+
+def _misquoted(raw: str, delimiter: str) -> bool:
+    """Whether a record has a quote mark where CSV allows none (`"a"b`): the csv module
+    reads it anyway, dropping that mark, so the cells may not be exactly as written."""
+    try:
+        for _ in csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error:
+        return True
+    return False
 
 
 class GoogleFormsCsvSource:
@@ -87,7 +246,8 @@ class GoogleFormsCsvSource:
 
     The export has no response id. A response is identified by its timestamp and respondent
     (plus its position among identical ones), so a re-download adds nothing new; a reporter
-    who adds to an earlier report does so by quoting its reference in the form.
+    who adds to an earlier report does so by quoting its reference in the form. Answers are
+    kept as typed: `N/A`, `None` and `null` are answers, only empty cells are blank.
     """
 
     META = ("Timestamp", "Email Address", "Score")
@@ -97,87 +257,294 @@ class GoogleFormsCsvSource:
 
     def pull(self, watermark: str | None = None) -> Pull:
         try:
-            frame = pd.read_csv(self.path, dtype=str, keep_default_na=False,
-                                encoding="utf-8-sig", on_bad_lines="error")
-        except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raw = self.path.read_bytes()
+        except OSError as exc:
             raise _read_error(self.name, self.path, exc) from None
-        except pd.errors.EmptyDataError:
-            return Pull(responses=[], questions={})
-        if "Timestamp" not in frame.columns:
-            raise SourceError(f"{self.name}: {self.path} has no 'Timestamp' column: is it a "
-                              "Google Forms responses export?")
-        questions = {c: c for c in frame.columns if c not in self.META}
-        responses = []
+        text, encoding = _decode(raw)
+        warnings: list[str] = []
+        if encoding:
+            warnings.append(f"read as {encoding} text, not UTF-8 ({self.path.name})" + {
+                "Windows-1252": ": accented letters and symbols may be wrong; the form's own "
+                                "download is UTF-8",
+                "damaged UTF-16": ": bytes that could not be read are shown as �"}.get(
+                    encoding, ""))
+        text = text.removeprefix("\ufeff")
+        if not text.strip():
+            return Pull(responses=[], questions={},
+                        warnings=[*warnings, f"{self.path.name} is empty: no responses"])
+        # csv's default cap (128 KiB a cell) would stop the file on one long answer.
+        csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+        lines = io.StringIO(text, newline="").readlines()
+        delimiter, header = self._header(raw, lines)
+        if delimiter != ",":
+            warnings.append(f"{self.path.name} is {DELIMITERS[delimiter]}-separated, not "
+                            "comma-separated as Google Forms writes it (re-saved by a "
+                            "spreadsheet?)")
+
+        width = len(header.fields)
+        keys = [_key(f) for f in header.fields]
+        meta = {k: keys.index(k) for k in map(_key, self.META) if k in keys}
+        at, email_at = meta["timestamp"], meta.get("emailaddress")
+        names = _column_names(header.fields)
+        columns = [(i, n) for i, n in enumerate(names) if i not in meta.values()]
+
+        def whole(fields: list[str]) -> bool:
+            """A response's line: as many cells as the header and a time where it belongs."""
+            return len(fields) == width and read_datetime(fields[at], self.tz).value is not None
+
+        body = list(_records(lines, delimiter, width, whole))[1:]
+
+        def cell(record: _Record, i: int | None) -> str:
+            return record.fields[i].strip() if i is not None and i < len(record.fields) else ""
+
+        stamps = [cell(r, at) for r in body]
+        times = read_column(stamps, self.tz, self.dayfirst)
+        if times.contradiction:
+            warnings.append(f"the Timestamp column has dates in both day orders "
+                            f"({times.contradiction}); the ambiguous ones are marked unreadable")
+
+        responses: list[RawResponse] = []
         seen: dict[str, int] = {}
-        for row in frame.to_dict("records"):
-            stamp = row["Timestamp"].strip()
-            email = (row.get("Email Address") or "").strip() or None
-            base = f"{stamp}|{email or ''}"
-            seen[base] = seen.get(base, 0) + 1
-            digest = hashlib.sha256(f"{base}|{seen[base]}".encode()).hexdigest()[:20]
-            submitted = parse_google_timestamp(stamp, self.tz, self.dayfirst)
-            answers = {q: v.strip() for q in questions if (v := row.get(q) or "").strip()}
+        answered: set[int] = set()
+        broken: list[str] = []
+        for record, stamp, when in zip(body, stamps, times.values, strict=True):
+            email = cell(record, email_at) or None
+            rid = _response_id(stamp, email, seen)
+            notes = _time_notes(when)
+            why = (f"line {record.line} {record.problem}" if record.problem else
+                   f"line {record.line} has {len(record.fields)} fields where the header "
+                   f"has {width}" if len(record.fields) != width else None)
+            answers: dict[str, Answer] = {}
+            if why:
+                broken.append(why)
+            else:
+                for i, name in columns:
+                    if value := record.fields[i].strip():
+                        answers[name] = value
+                        answered.add(i)
+                if '"' in record.raw and _misquoted(record.raw, delimiter):
+                    notes += (f"note: Row: line {record.line} has a quote mark out of place; "
+                              "its cells were read as well as they could be: check them "
+                              "against the export",)
             responses.append(RawResponse(
-                source=self.name, response_id=f"g-{digest}", submitted_at=submitted,
-                answers=answers, respondent_email=email,
-                unreadable_timestamp=None if submitted is not None else stamp))
-        return Pull(responses=responses, questions=questions)
+                source=self.name, response_id=rid, submitted_at=when.value, answers=answers,
+                respondent_email=email,
+                unreadable_timestamp=None if when.value is not None else stamp, notes=notes,
+                quarantined=why, raw_text=record.raw if why else None))
+        warnings += _listed([f"{why}: kept as written, its report held until the export is "
+                             "corrected" for why in broken],
+                            "more lines could not be read: their reports are held")
+        # A column without a title is a question only when something was written in it.
+        questions = {n: n for i, n in columns if header.fields[i] != "" or i in answered}
+        return Pull(responses=responses, questions=questions, warnings=warnings)
+
+    def _header(self, raw: bytes, lines: list[str]) -> tuple[str, _Record]:
+        """The delimiter whose split of the first line has a Timestamp column (the widest
+        when several do), and that header record."""
+        best: tuple[str, _Record] | None = None
+        for delimiter in DELIMITERS:
+            first = next(_records(lines, delimiter), None)
+            if first is None or "timestamp" not in map(_key, first.fields):
+                continue
+            if best is None or len(first.fields) > len(best[1].fields):
+                best = (delimiter, first)
+        if best is not None:
+            return best
+        if raw.startswith(b"PK\x03\x04"):
+            raise SourceError(f"{self.name}: {self.path} is a zip file (an Excel workbook?), "
+                              "not CSV text: download the responses as .csv")
+        head = next((line for line in lines if line.strip()), "")[:80].rstrip()
+        if "\x00" in head:
+            raise SourceError(f"{self.name}: {self.path} is not a text file: download the "
+                              "responses as .csv from the form's Responses tab")
+        raise SourceError(f"{self.name}: {self.path} has no 'Timestamp' column: its first line "
+                          f"{head!r} has none when split at commas, semicolons or tabs; is it "
+                          "a Google Forms responses export?")
+
+
+# -- Microsoft Forms workbook -----------------------------------------------------------------
 
 
 class MicrosoftFormsXlsxSource:
     """The Excel workbook of a Microsoft Form: ID, Start time, Completion time, Email, Name,
-    optional Last modified time, then one column per question. Times are local (naive)."""
+    optional Last modified time, then one column per question. Times are local (naive).
+
+    Read with openpyxl, not pandas, so an answer of `N/A`, `None` or `null` stays an answer.
+    """
 
     META = ("ID", "Start time", "Completion time", "Email", "Name", "Last modified time")
 
-    def __init__(self, name: str, path: Path, tz: ZoneInfo, sheet: str | None = None) -> None:
+    def __init__(self, name: str, path: Path, tz: ZoneInfo, sheet: str | None = None,
+                 *, dayfirst: bool = False) -> None:
         self.name, self.path, self.tz, self.sheet = name, Path(path), tz, sheet
+        # Microsoft writes M/D/YYYY text in some locales; the values decide, this breaks ties
+        self.dayfirst = dayfirst
 
-    def pull(self, watermark: str | None = None) -> Pull:
+    def _rows(self) -> list[Sequence[object]]:
         try:
-            frame = pd.read_excel(self.path, sheet_name=self.sheet or 0, dtype=object,
-                                  engine="openpyxl")
-        except ValueError as exc:
-            if self.sheet and "not found" in str(exc).lower():
-                raise SourceError(f"{self.name}: {self.path} has no sheet {self.sheet!r}") from None
-            raise SourceError(
-                f"{self.name}: {self.path} is not a readable Excel workbook") from None
-        except (OSError, KeyError) as exc:
+            wb = load_workbook(self.path, read_only=True, data_only=True)
+        except OSError as exc:
             raise _read_error(self.name, self.path, exc) from None
         except Exception as exc:  # openpyxl raises many types for a damaged or non-xlsx file
             raise SourceError(f"{self.name}: {self.path} is not a readable Excel workbook "
                               f"({type(exc).__name__})") from None
-        missing = [c for c in ("ID", "Completion time") if c not in frame.columns]
+        try:
+            if self.sheet and self.sheet not in wb.sheetnames:
+                raise SourceError(f"{self.name}: {self.path} has no sheet {self.sheet!r}")
+            ws = wb[self.sheet] if self.sheet else wb.worksheets[0]
+            # The stored size of the used range can be wrong in files other tools wrote;
+            # forgetting it makes openpyxl read every cell that is there.
+            ws.reset_dimensions()
+            return [tuple(r) for r in ws.iter_rows(values_only=True)]
+        except SourceError:
+            raise
+        except Exception as exc:
+            raise SourceError(f"{self.name}: {self.path} is not a readable Excel workbook "
+                              f"({type(exc).__name__})") from None
+        finally:
+            wb.close()
+
+    def pull(self, watermark: str | None = None) -> Pull:
+        rows = self._rows()
+        # Rows above the table are skipped, as pandas did: the header is the first with text.
+        top = next((i for i, r in enumerate(rows) if any(_cell_text(v) for v in r)), len(rows))
+        width = max((len(r) for r in rows[top:]), default=0)
+        header = list(rows[top]) + [None] * (width - len(rows[top])) if top < len(rows) else []
+        names = _column_names(header)
+        keys = [_key(n) for n in names]
+        meta = {k: keys.index(k) for k in map(_key, self.META) if k in keys}
+        missing = [c for c in ("ID", "Completion time") if _key(c) not in meta]
         if missing:
             raise SourceError(f"{self.name}: {self.path} has no {', '.join(map(repr, missing))} "
                               "column: is it a Microsoft Forms responses workbook?")
-        questions = {str(c): str(c) for c in frame.columns if c not in self.META}
-        responses = []
-        for row in frame.to_dict("records"):
-            rid = _cell_text(row["ID"])
-            if rid is None:
-                continue  # blank line under the table, not a response
-            stamp = row.get("Last modified time")
-            if _cell_text(stamp) is None:
-                stamp = row["Completion time"]
-            submitted = self._when(stamp)
-            answers = {q: t for q in questions if (t := _cell_text(row.get(q))) is not None}
-            email = _cell_text(row.get("Email"))
+        columns = [(i, n) for i, n in enumerate(names) if i not in meta.values()]
+
+        def cell(row: Sequence[object], key: str) -> object:
+            i = meta.get(key)
+            return row[i] if i is not None and i < len(row) else None
+
+        data = [(rid, row) for row in rows[top + 1:]
+                if (rid := _cell_text(cell(row, "id"))) is not None]  # blank lines: skipped
+        warnings: list[str] = []
+        # One exporter wrote all the time columns: their text cells decide one day order.
+        stamps = {key: [cell(r, key) for _, r in data]
+                  for key in ("lastmodifiedtime", "completiontime", "starttime")}
+        order, contradiction = day_order(
+            [t for cells in stamps.values() for v in cells
+             if not isinstance(v, date | time) and (t := _cell_text(v)) is not None],
+            self.dayfirst)
+        if contradiction:
+            warnings.append(f"the time columns have dates in both day orders "
+                            f"({contradiction}); the ambiguous ones are marked unreadable")
+
+        def when(value: object) -> tuple[Read, str]:
+            return self._time(value, order, strict=contradiction is not None)
+
+        # The last edit when there is one (as the Graph workbook shows it), else completion.
+        submitted = [when(m if _cell_text(m) is not None else c)
+                     for m, c in zip(stamps["lastmodifiedtime"], stamps["completiontime"],
+                                     strict=True)]
+        ids, extra, kept = self._separate([rid for rid, _ in data], stamps["starttime"], when,
+                                          [read.value for read, _ in submitted], warnings)
+
+        responses: list[RawResponse] = []
+        answered: set[int] = set()
+        for k, (_, row) in enumerate(data):
+            if k not in kept:
+                continue
+            answers = {}
+            for i, name in columns:
+                if i < len(row) and (text := _cell_text(row[i])) is not None:
+                    answers[name] = text
+                    answered.add(i)
+            email = _cell_text(cell(row, "email"))
+            read, shown = submitted[k]
             responses.append(RawResponse(
-                source=self.name, response_id=rid, submitted_at=submitted, answers=answers,
+                source=self.name, response_id=ids[k], submitted_at=read.value, answers=answers,
                 # Anonymous Microsoft Forms write the word "anonymous" in place of an address.
                 respondent_email=None if (email or "").lower() == "anonymous" else email,
-                respondent_name=_cell_text(row.get("Name")),
-                unreadable_timestamp=None if submitted is not None else str(stamp)))
-        return Pull(responses=responses, questions=questions)
+                respondent_name=_cell_text(cell(row, "name")),
+                unreadable_timestamp=None if read.value is not None else shown,
+                notes=(*_time_notes(read), *extra.get(k, ()))))
+        questions = {n: n for i, n in columns if header[i] is not None or i in answered}
+        return Pull(responses=responses, questions=questions, warnings=warnings)
 
-    def _when(self, value: object) -> pd.Timestamp | None:
-        try:
-            ts = pd.Timestamp(value) if isinstance(value, datetime) else pd.to_datetime(
-                str(value), dayfirst=False)
-        except (ValueError, TypeError, OverflowError):
-            return None
-        if pd.isna(ts):
-            return None
-        return (ts.tz_localize(self.tz, ambiguous=True, nonexistent="shift_forward")
-                if ts.tzinfo is None else ts).tz_convert("UTC")
+    def _time(self, value: object, order: Order, strict: bool) -> tuple[Read, str]:
+        """A time cell read, with its text as shown. A date cell holds the local wall clock;
+        text is read in the export's day order."""
+        shown = _cell_text(value) or ""
+        if isinstance(value, datetime | date):
+            return self._wall_clock(value, shown), shown
+        if isinstance(value, time):
+            return Read(None, f"{shown!r} is a time without a date"), shown
+        return read_datetime(shown, self.tz, order, strict=strict), shown
+
+    def _wall_clock(self, value: date, shown: str) -> Read:
+        when = value if isinstance(value, datetime) else datetime.combine(value, time())
+        if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
+            return Read(None, f"{shown!r}: the year {when.year} is out of range")
+        if when.tzinfo is not None:
+            return Read(pd.Timestamp(when).tz_convert("UTC"))
+        return localise(when, self.tz)
+
+    def _separate(self, rids: list[str], starts: list[object],
+                  when: Callable[[object], tuple[Read, str]],
+                  submitted: list[pd.Timestamp | None], warnings: list[str]
+                  ) -> tuple[list[str], dict[int, list[str]], set[int]]:
+        """The id of each row, the notes each gets, and the rows to keep.
+
+        Rows sharing an ID with different start times are different responses (exports
+        merged by hand, a form copied): the earliest start keeps the ID, the others get
+        `ID@<start, local>`, whatever the row order. Rows sharing an ID and a start time are
+        one response; the last submitted (then the lower row) is kept as its latest edit.
+        """
+        ids = list(rids)
+        extra: dict[int, list[str]] = defaultdict(list)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for k, rid in enumerate(rids):
+            groups[rid].append(k)
+        repeated = {rid: rows for rid, rows in groups.items() if len(rows) > 1}
+        kept = set(range(len(rids))) - {k for rows in repeated.values() for k in rows}
+        if not repeated:
+            return ids, extra, kept
+        reads = {k: when(starts[k]) for rows in repeated.values() for k in rows}
+        said: list[str] = []
+        for rid, rows in repeated.items():
+            by_start: dict[str, list[int]] = defaultdict(list)
+            rank: dict[str, tuple[int, float, str]] = {}
+            for k in rows:
+                read, shown = reads[k]
+                if read.value is not None:
+                    key = f"{read.value.tz_convert(self.tz):%Y%m%dT%H%M%S}"
+                    this = (0, read.value.timestamp(), key)
+                else:  # no readable start: told apart by its text
+                    key = "start-" + hashlib.sha256(shown.encode()).hexdigest()[:8]
+                    this = (1, 0.0, shown)
+                by_start[key].append(k)
+                rank[key] = min(rank.get(key, this), this)
+            in_order = sorted(by_start, key=rank.__getitem__)
+            split = None
+            if len(in_order) > 1:
+                split = (f"response ID {rid} is on {len(rows)} rows with different start "
+                         "times; each is kept as a separate report"
+                         if len(in_order) == len(rows) else
+                         f"response ID {rid} is on {len(rows)} rows with {len(in_order)} "
+                         "different start times; each start time is kept as a separate report")
+                said.append(split)
+            for n, key in enumerate(in_order):
+                same = by_start[key]
+                winner = max(same, key=lambda k: (submitted[k] is not None,
+                                                  submitted[k] or pd.Timestamp(0, tz="UTC"), k))
+                kept.add(winner)
+                ids[winner] = rid if n == 0 else f"{rid}@{key}"
+                notes = [split] if split else []
+                if len(same) > 1:
+                    notes.append(f"response ID {rid} is on {len(same)} rows with the same start "
+                                 "time; they are read as one response, the last submitted row "
+                                 "as its latest edit")
+                    if not split:
+                        said.append(notes[-1])
+                extra[winner] += [f"note: ID: {note}" for note in notes]
+        warnings += _listed(said, "more response IDs are on more than one row: see the notes "
+                                  "on their reports")
+        return ids, extra, kept

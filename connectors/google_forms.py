@@ -15,6 +15,7 @@ watermark finds it, and the pipeline makes one such full read a day.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ import pandas as pd
 from connectors.base import Answer, Pull, RawResponse
 from connectors.errors import ApiError
 from connectors.google_auth import GoogleClients, forbidden_reason
+from domain.times import EARLIEST_YEAR, LATEST_YEAR
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +37,27 @@ def zulu(ts: pd.Timestamp) -> str:
     return f"{ts.strftime('%Y-%m-%dT%H:%M:%S')}.{ts.microsecond * 1000 + ts.nanosecond:09d}Z"
 
 
+# RFC 3339 as the API writes it; anything else (a word pandas would read as the machine's
+# clock, such as "now") is not a time the form gave.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?"
+                      r"(?:[Zz]|[+-]\d{2}:?\d{2})?$")
+
+
 def parse_time(text: str | None) -> pd.Timestamp | None:
-    """A FormResponse timestamp (0, 3, 6 or 9 fractional digits) as aware UTC, or None."""
-    if not text:
+    """A FormResponse timestamp (0, 3, 6 or 9 fractional digits) as aware UTC, or None.
+
+    Never raises: garbage, an impossible date or a year outside 1900-2100 (a 9999 would
+    overflow later arithmetic) give None, so one response cannot stop the read.
+    """
+    if not isinstance(text, str) or not _RFC3339.match(text.strip()):
         return None
     try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
+        ts = pd.Timestamp(text.strip())
+        if pd.isna(ts) or not EARLIEST_YEAR <= ts.year <= LATEST_YEAR:
+            return None
+        return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    except (ValueError, TypeError, OverflowError):
         return None
-    if pd.isna(ts):
-        return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def form_questions(form: dict[str, Any]) -> tuple[dict[str, str], set[str]]:
