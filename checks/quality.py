@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from config.rules import Condition, Rules
+from domain.address import EMAIL_REGEX
 from transforms.conditions import holds
 
 CheckKind = Literal[
@@ -34,9 +35,6 @@ CheckKind = Literal[
     "after_submission",
 ]
 
-# Pragmatic: one @, no spaces, a dot in the domain. Deliverability is not our business.
-# One address, no list: separators and angle brackets mean someone typed several or a name.
-EMAIL_REGEX = r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>.]+$"
 TIME_REGEX = r"^(?:[01]\d|2[0-3]):[0-5]\d$"
 _SEP = "\x1f"  # joins the unknown items of a multi answer inside one helper cell
 _SUBMITTED = "__submitted_at"

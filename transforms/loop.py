@@ -19,11 +19,9 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from checks.quality import EMAIL_REGEX
 from config.rules import Rules
+from domain.address import valid_address
 from transforms.normalize import display, local_time
-
-ADDRESS = re.compile(EMAIL_REGEX)  # what the checks accept is what the loop emails
 
 
 @dataclass(frozen=True)
@@ -33,10 +31,6 @@ class Owed:
     entity_id: str  # report, action, pattern or team the message is about
     recipients: list[str]
     context: dict[str, Any]
-
-
-def valid_address(value: Any) -> bool:
-    return isinstance(value, str) and bool(ADDRESS.match(value.strip()))
 
 
 def _digest(items: list[str]) -> str:
