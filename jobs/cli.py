@@ -137,6 +137,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"nearmiss: {summary.line()}")
     for line in summary.unmapped:
         print(f"nearmiss: unmapped question (reports held until mapped): {line}")
+    for line in summary.warnings:
+        print(f"nearmiss: warning: {line}")
     return 0
 
 

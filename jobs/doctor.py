@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from config.settings import (
     Config,
     EmlFolder,
@@ -27,8 +29,9 @@ from config.settings import (
     Smtp,
     XlsxTracker,
 )
+from connectors.base import Pull
 from connectors.errors import ApiError, NearmissError
-from transforms.normalize import question_key
+from transforms.normalize import map_answers, question_key
 
 Out = Callable[[str], None]
 
@@ -196,6 +199,7 @@ class Doctor:
             self.ok(what, f"{src.path} is readable ({len(pulled.responses)} responses, "
                           f"{len(pulled.questions)} questions)")
             self.mapping(what, src, pulled.questions)
+            self.values(what, src, pulled)
             return
         if isinstance(src, GoogleFormsApi):
             if not self.google_ready:
@@ -226,6 +230,20 @@ class Doctor:
         if missing:
             self.warn(what, f"{len(missing)} question(s) not in the mapping (reports that "
                             f"answer them are held until mapped): {', '.join(missing)}")
+
+    def values(self, what: str, src: Any, pulled: Pull) -> None:
+        """What the read noticed about the file, and answer columns whose dates are in both
+        day orders: worth fixing at the form, though no run stops for them."""
+        for warning in pulled.warnings:
+            self.warn(what, warning)
+        frame = pd.DataFrame({
+            "source": src.name, "response_id": [r.response_id for r in pulled.responses],
+            "version": 1, "submitted_at": pd.NaT, "first_submitted_at": pd.NaT,
+            "payload": [r.payload() for r in pulled.responses]})
+        mapped = map_answers(frame, {src.name: self.settings.mapping_for(src)},
+                             self.config.rules, self.settings.tz, self.settings.dayfirst)
+        for note in mapped.column_notes:
+            self.warn(what, note.removeprefix(f"{src.name}: "))
 
     # -- tracker ----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from connectors.base import AuditEvent, SheetWrite
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
 from connectors.store import OutboxItem
+from domain.address import valid_address
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
 from transforms import normalize, repeats
@@ -36,7 +37,7 @@ from transforms.actions import (
     report_closure,
 )
 from transforms.audit import decision_events, manager_events, pattern_events
-from transforms.loop import owed_messages, valid_address
+from transforms.loop import owed_messages
 from transforms.tracker import (
     ACTIONS,
     DATA_QUALITY,
@@ -80,6 +81,8 @@ class RunSummary:
     tracker_rows: int = 0
     manager_changes: int = 0
     unmapped: list[str] = field(default_factory=list)
+    # about a whole source: a column in both day orders, a line quarantined, an encoding
+    warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
@@ -174,6 +177,7 @@ def capture(r: Run) -> None:
         added = store.add_raw(pulled.responses, r.now)
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions
+        r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
         if pulled.watermark:
             store.set_value(key, pulled.watermark, r.now)
         drift_events(r, source.name, pulled.questions)
@@ -224,6 +228,11 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
                      for u in unmapped]
         store.set_value("unmapped", unmapped, r.now)
     r.summary.unmapped = unmapped
+    r.summary.warnings += mapped.column_notes
+    if r.summary.warnings != (store.value("warnings") or []):  # said once in the audit
+        r.events += [AuditEvent("source", w.split(":")[0], "warning", w)
+                     for w in r.summary.warnings]
+        store.set_value("warnings", r.summary.warnings, r.now)
     held = reports[reports["held"].notna()]
     r.summary.held = len(held)
     r.summary.reports = len(reports)
@@ -330,7 +339,8 @@ def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
     previous = store.state("decision")
     r.known[REPORTS.title] = set(previous)
     r.known[DATA_QUALITY.title] = {k for k, v in previous.items()
-                                   if v["dq_status"] == "incomplete" or v.get("completed_at")}
+                                   if v["dq_status"] == "incomplete" or v.get("completed_at")
+                                   or v.get("problems")}
     r.known[PATTERNS.title] = set(store.state("pattern"))
     events, state = decision_events(view, previous, rules, r.tz, r.now)
     r.events += events

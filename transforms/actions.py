@@ -8,16 +8,18 @@ a date cell); a value that cannot be read is pointed out in the tracker, never g
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from domain.times import localise, read_datetime
 from transforms.normalize import REFERENCE, report_id
 from transforms.tracker import ACTION_STATUS, JUST_CULTURE
 
 DONE = {"done - awaiting verification", "verified effective"}
 PATTERN_ID = re.compile(r"(?i)\bPT[\s\-_]*0*(\d{1,9})\b")
+_UTC = ZoneInfo("UTC")
 
 
 def pattern_id(number: int) -> str:
@@ -33,20 +35,20 @@ CONTROL = re.compile(r"(?i)\b(checklist|audit|prompt|supervis|workflow|sign-?off
 
 
 def parse_day(text: str | None, dayfirst: bool = True) -> date | None:
-    """A manager-typed date, or None when blank or unreadable."""
+    """A manager-typed date, or None when blank or unreadable ("today" included: it would
+    become the machine's clock)."""
     if not text or not str(text).strip():
         return None
-    try:
-        ts = pd.to_datetime(str(text).strip(), dayfirst=dayfirst, format="mixed")
-    except (ValueError, TypeError, OverflowError):
-        return None
-    return None if pd.isna(ts) else ts.date()
+    # Read on a clock without zone changes: only the calendar date is wanted.
+    read = read_datetime(str(text), _UTC, "day-first" if dayfirst else "month-first")
+    return None if read.value is None else read.value.date()
 
 
 def end_of_day(day: date, tz: ZoneInfo) -> pd.Timestamp:
-    """A date typed by a manager means the whole of that local day."""
-    return (pd.Timestamp(day) + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC") \
-        - pd.Timedelta(microseconds=1)
+    """A date typed by a manager means the whole of that local day (whose midnight may fall
+    in a clock change in some zones)."""
+    midnight = localise(datetime.combine(day + timedelta(days=1), time()), tz).value
+    return midnight - pd.Timedelta(microseconds=1)
 
 
 def _frame(values: dict[str, dict[str, str]], columns: list[str], key: str) -> pd.DataFrame:

@@ -29,6 +29,7 @@ def _state(row: dict[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         "priority": row["priority"],
         "triage_due": local_time(row["triage_due"], tz),
         "notification_risk": bool(row["notification_risk"]),
+        "problems": list(row["problems"]),
     }
 
 
@@ -66,10 +67,13 @@ def decision_events(view: pd.DataFrame, previous: dict[str, dict[str, Any]], rul
         if before is None:
             log("received", f"version {row['version']} from {row['source']} "
                 f"(response {row['response_id']})")
-            for problem in row["problems"]:
-                log("problem", problem)
         elif now_state["version"] != before["version"]:
             log("new version", f"version {now_state['version']} (was {before['version']})")
+        # A state stored before problems were remembered counts as having had them logged.
+        seen = set((before or {}).get("problems", [] if before is None else row["problems"]))
+        for problem in row["problems"]:
+            if problem not in seen:
+                log("problem", problem)
         was_complete = before is not None and before["dq_status"] == "complete"
         if now_state["dq_status"] == "incomplete":
             if before is None or (before["missing"], before["invalid"]) != (

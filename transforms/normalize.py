@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from config.rules import Rules
+from domain.times import read_column, read_time
 
 REFERENCE = re.compile(r"(?i)\bnm[\s\-_]*0*(\d{1,9})\b")
-_TIME = re.compile(r"^\s*(\d{1,2})(?:[:.h](\d{2}))?(?::(\d{2}))?\s*([ap]\.?m\.?)?\s*$", re.I)
 _SPACE = re.compile(r"\s+")
 META_COLUMNS = ["report_id", "version", "source", "response_id", "submitted_at", "updated_at",
                 "reporter_name", "reporter_email", "anonymous", "held", "invalid_fields",
@@ -46,6 +46,8 @@ def question_key(text: str) -> str:
 class Mapped:
     responses: pd.DataFrame  # one row per response, canonical fields
     unmapped: pd.DataFrame  # source, question, responses (count)
+    # per source and date field whose answers are in both day orders: what to tell people
+    column_notes: list[str]
 
 
 def _text(value: Any) -> str | None:
@@ -111,46 +113,6 @@ def _split_multi(value: Any, lookup: dict[str, str]) -> list[str] | None:
     return seen or None
 
 
-def _parse_time(value: str) -> str | None:
-    m = _TIME.match(value)
-    if not m:
-        return None
-    hour, minute = int(m.group(1)), int(m.group(2) or 0)
-    ampm = (m.group(4) or "").lower().replace(".", "")
-    if ampm:
-        if not 1 <= hour <= 12:
-            return None
-        hour = hour % 12 + (12 if ampm == "pm" else 0)
-    if hour > 23 or minute > 59:
-        return None
-    return f"{hour:02d}:{minute:02d}"
-
-
-def _parse_datetimes(values: pd.Series, tz: ZoneInfo, dayfirst: bool) -> pd.Series:
-    """Answers to date/time questions as UTC: ISO text first, then the locale's day order.
-
-    Wall-clock answers are read in the deployment's zone; in the repeated hour of an autumn
-    clock change the first occurrence is taken.
-    """
-    text = values.astype("string").str.strip()
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us, UTC]")
-    zoned = text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$", regex=True, na=False)
-    naive = text[~zoned & text.notna()]
-    if len(naive):
-        parsed = pd.to_datetime(naive, format="ISO8601", errors="coerce")
-        rest = parsed.isna()
-        if rest.any():
-            parsed = parsed.where(~rest, pd.to_datetime(
-                naive.where(rest), format="mixed", dayfirst=dayfirst, errors="coerce"))
-        local = parsed.dt.tz_localize(tz, ambiguous=np.ones(len(parsed), dtype=bool),
-                                      nonexistent="shift_forward")
-        out.loc[naive.index] = local.dt.tz_convert("UTC")
-    if zoned.any():
-        out.loc[zoned] = pd.to_datetime(text[zoned], utc=True, format="ISO8601",
-                                        errors="coerce")
-    return out
-
-
 def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], rules: Rules,
                 tz: ZoneInfo, dayfirst: bool = True) -> Mapped:
     """Map each response's answers to the rules' fields and coerce them to their types.
@@ -181,21 +143,33 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
                 unknown.append(name)
             elif field != "ignore" and row.get(field) in (None, ""):
                 row[field] = answer
-        if payload.get("unreadable_timestamp"):
-            notes.append(f"submission time {payload['unreadable_timestamp']!r} could not be "
-                         "read; the time it was first seen is used")
+        notes += payload.get("notes") or []
+        if payload.get("unreadable_timestamp") is not None and not any(
+                n.startswith("invalid: Submitted") for n in notes):  # stored without a note
+            notes.append(f"invalid: Submitted: {payload['unreadable_timestamp']!r} could "
+                         "not be read; dated by when it was first received")
+        if payload.get("quarantined"):
+            unknown.append(f"{payload['quarantined']}: kept as it was; correct it in the "
+                           "export")
         row["_respondent_email"] = payload.get("respondent_email")
         row["_respondent_name"] = payload.get("respondent_name")
         rows.append(row)
         problems.append(notes)
         # An answer to a question nobody mapped may change what the report means: hold the
         # report until the mapping says what the question is (a field, or `ignore`).
-        held.append("answers a question the mapping does not know: " + "; ".join(
-            repr(u) for u in unknown) if unknown else None)
+        held.append(("; ".join(unknown) if payload.get("quarantined") else
+                     "answers a question the mapping does not know: " + "; ".join(
+                         repr(u) for u in unknown)) if unknown else None)
 
     out = responses[["source", "response_id", "version", "submitted_at",
                      "first_submitted_at"]].copy()
     invalid: list[list[str]] = [[] for _ in range(len(out))]
+    by_source = pd.Series(range(len(out))).groupby(responses["source"].to_numpy()).groups
+    column_notes: list[str] = []
+
+    def mark(i: int, field: str, problem: str) -> None:
+        invalid[i].append(field)
+        problems[i].append(f"invalid: {rules.label(field)}: {problem}")
     for name in fields:
         spec = rules.fields[name]
         # Plain lists, built into object Series at the end: pandas would otherwise infer a
@@ -209,20 +183,29 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
             lookup = _choice_lookup(rules.choices(name))
             values = [None if v is None else _split_multi(v, lookup) for v in values]
         elif spec.type == "datetime":
-            parsed = _parse_datetimes(pd.Series(values, index=out.index, dtype=object), tz,
-                                      dayfirst)
-            for i in np.flatnonzero(parsed.isna().to_numpy()):
-                if values[i] is not None:
-                    invalid[i].append(name)
-                    problems[i].append(f"{spec.label}: {values[i]!r} is not a date and time")
-            out[name] = parsed
+            # Day order is a property of each source's column, decided from its values.
+            when: list[pd.Timestamp | None] = [None] * len(values)
+            for source, rows_of in by_source.items():
+                given = [i for i in rows_of if values[i] is not None]
+                read = read_column([_joined(values[i]) for i in given], tz, dayfirst)
+                if read.contradiction:
+                    column_notes.append(f"{source}: {spec.label}: dates in both day orders "
+                                        f"({read.contradiction}); the ambiguous ones are marked")
+                for i, value in zip(given, read.values, strict=True):
+                    when[i] = value.value
+                    if value.problem:
+                        mark(i, name, value.problem)
+                    elif value.note:
+                        problems[i].append(f"note: {spec.label}: {value.note}")
+            out[name] = pd.Series(when, index=out.index, dtype="datetime64[us, UTC]")
             continue
         elif spec.type == "time":
-            times = [None if v is None else _parse_time(_joined(v)) for v in values]
-            for i, (given, read) in enumerate(zip(values, times, strict=True)):
-                if given is not None and read is None:
-                    invalid[i].append(name)
-                    problems[i].append(f"{spec.label}: {given!r} is not a time of day")
+            times: list[str | None] = []
+            for i, v in enumerate(values):
+                clock, problem = (None, None) if v is None else read_time(_joined(v))
+                if problem:
+                    mark(i, name, problem)
+                times.append(clock)
             values = times
         elif spec.type == "email":
             values = [None if v is None else _joined(v).lower() for v in values]
@@ -244,7 +227,7 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
     unmapped_frame = pd.DataFrame(
         [(s, q, n) for (s, q), n in sorted(unmapped.items())],
         columns=["source", "question", "responses"])
-    return Mapped(responses=out, unmapped=unmapped_frame)
+    return Mapped(responses=out, unmapped=unmapped_frame, column_notes=column_notes)
 
 
 def normalise_reference(value: Any) -> str | None:

@@ -84,7 +84,7 @@ DATA_QUALITY = SheetSpec(
     key_column="Report ID",
     columns=["Report ID", "Category", "Service", "Status", "Missing", "Invalid",
              "Cannot proceed without", "Reporter contactable", "Information requested",
-             "Completed", "Notes"],
+             "Completed", "Marked values", "Notes"],
     manager_columns=["Notes"],
 )
 
@@ -348,9 +348,11 @@ def actions_rows(actions: pd.DataFrame) -> pd.DataFrame:
 
 
 def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.DataFrame:
-    """Reports that are or were incomplete (a completed one stays, marked complete), and
-    held reports with the reason they are held."""
-    rows = view[(view["dq_status"] == "incomplete") | view["completed_at"].notna()]
+    """Reports that are or were incomplete (a completed one stays, marked complete), reports
+    with a value that was marked (unreadable, or read with a caveat such as a clock-change
+    hour), and held reports with the reason they are held."""
+    marked = view["problems"].map(bool)
+    rows = view[(view["dq_status"] == "incomplete") | view["completed_at"].notna() | marked]
 
     def labels(fields: list[str]) -> str:
         return ", ".join(rules.label(f) for f in fields)
@@ -366,6 +368,7 @@ def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.Dat
         "Reporter contactable": rows["contactable"].map({True: "Yes", False: "No"}),
         "Information requested": rows["info_requested"].fillna(""),
         "Completed": rows["completed_at"].fillna(""),
+        "Marked values": rows["problems"].map("; ".join),
     })
     held_out = pd.DataFrame({
         "Report ID": held["report_id"],
@@ -373,5 +376,6 @@ def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.Dat
         "Service": held["service"].fillna(""),
         "Status": "Held",
         "Cannot proceed without": held["held"],
+        "Marked values": held["problems"].map("; ".join),
     })
     return pd.concat([out, held_out]).set_index("Report ID", drop=False)

@@ -215,7 +215,7 @@ def test_new_sheet_layout(server, clients, sid):
 
     quality = server.sheets.sheet(sid, "Data quality")
     assert "conditionalFormats" not in quality and quality["dataValidations"] == []
-    assert server.sheets.cell(sid, "'Data quality'!K1").user_entered_format[
+    assert server.sheets.cell(sid, "'Data quality'!L1").user_entered_format[
         "backgroundColor"]  # the managers' Notes column header is shaded
 
 
@@ -249,6 +249,19 @@ def test_submitted_text_is_stored_as_text_never_as_a_formula(server, clients, si
     assert server.sheets.cell(sid, "Reports!C2").formula is None
     got = GoogleSheetsTracker(sid, clients).read([REPORTS])["Reports"]
     assert [r[1] for r in got[1:]] == hostile
+
+
+def test_text_a_cell_cannot_hold_is_sent_safe_and_cut(server, clients, sid):
+    note = " … [cut: 100,000 characters; the full text is in the store]"
+    tracker = GoogleSheetsTracker(sid, clients)
+    tracker.write([created(REPORTS, [["NM-1", "a\x00b\r\nc", "x" * 100_000, "\u202eשלום 😀"]])])
+    tracker.write([SheetWrite(spec=REPORTS, cells={(2, 5): "tab\x0bbed\ud800"})])
+    sent = [json.loads(r.body)["data"] for r in server.requests_for(VALUES)]
+    row = sent[0][-1]["values"][0]
+    assert row[1:] == ["a\ufffdb\nc", "x" * (32_767 - len(note)) + note, "\u202eשלום 😀"]
+    assert sent[1][0]["values"] == [["tab\ufffdbed\ufffd"]]
+    got = GoogleSheetsTracker(sid, clients).read([REPORTS])["Reports"]
+    assert got[1][1:5] == [*row[1:], "tab\ufffdbed\ufffd"]
 
 
 def test_none_clears_a_cell_and_is_left_empty_in_an_appended_row(server, clients, sid):

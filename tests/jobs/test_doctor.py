@@ -53,6 +53,20 @@ def test_a_healthy_local_deployment_has_no_problems_and_changes_nothing(tmp_path
     assert lines[-1] == "doctor: everything the config needs is in place"
 
 
+def test_clock_change_hours_and_dates_in_both_orders_are_warnings_not_a_crash(tmp_path):
+    dep = Deployment(tmp_path)
+    for occurred in ["25/10/2026 10:00", "10/18/2026 10:00", "3/4/2026 10:00"]:
+        dep.add_google("2026-11-01 10:00", occurred_at=occurred)
+    dep.google_rows[0]["Timestamp"] = "2026/10/25 1:30:00 AM"  # the autumn hour, twice
+    dep.google_rows[1]["Timestamp"] = ""
+    dep.write_exports()
+    problems, lines = run_doctor(dep.config())
+    assert problems == []
+    assert "warn: source google-form: when it happened: dates in both day orders " \
+        "('25/10/2026 10:00' is day-first but '10/18/2026 10:00' is month-first); the " \
+        "ambiguous ones are marked" in lines
+
+
 def test_missing_export_and_unusable_folders_fail_with_the_fix(tmp_path):
     dep = Deployment(tmp_path)
     (tmp_path / "exports" / "near-miss-microsoft-form.xlsx").unlink()

@@ -68,8 +68,11 @@ def test_malformed_rows_are_kept_marked_and_the_run_completes(dep):
     assert odd["Category"] == "Paperwork" and odd["Data quality"] == "Incomplete"
     trail = store_of(dep).audit_trail("NM-000003")
     reasons = " ".join(e["reason"] for e in trail)
-    assert "submission time 'sometime on Tuesday' could not be read" in reasons
+    assert "invalid: Submitted: 'sometime on Tuesday' is not a date and time; dated by when " \
+        "it was first received" in reasons
     assert "'Paperwork' is not a known value" in reasons
+    marked = {r["Report ID"]: r for r in dep.sheet("Data quality")}["NM-000003"]
+    assert marked["Marked values"].startswith("invalid: Submitted: 'sometime on Tuesday'")
 
 
 def test_missing_input_file_names_the_file_and_keeps_the_rest(dep):
@@ -174,3 +177,44 @@ def test_an_edited_response_that_adds_the_missing_item_completes_the_report(tmp_
                                                                       "Complete")
     events = [e["event"] for e in store_of(dep).audit_trail("NM-000001")]
     assert events.count("check failed") == 1 and "completed" in events
+
+
+def us_export(tmp_path, dayfirst: bool) -> Deployment:
+    """A Google CSV saved from a US-locale sheet: M/D/YYYY timestamps and answers."""
+    d = Deployment(tmp_path, dayfirst=dayfirst)
+    for stamp, occurred in [("10/6/2026 10:00:00", "10/5/2026 21:15"),
+                            ("10/18/2026 9:30:00", "10/17/2026 8:00"),
+                            ("11/3/2026 14:05:00", "11/2/2026 7:45")]:
+        d.add_google("2026-11-01 10:00", occurred_at=occurred)
+        d.google_rows[-1]["Timestamp"] = stamp
+    d.write_exports()
+    return d
+
+
+def test_a_month_first_export_reads_the_same_whatever_dayfirst_says(tmp_path):
+    times = []
+    for dayfirst in (True, False):
+        d = us_export(tmp_path / str(dayfirst), dayfirst)
+        summary = d.run()
+        assert summary.warnings == []
+        times.append([(r["Submitted"], r["Occurred"]) for r in d.sheet()])
+    assert times[0] == times[1] == [("2026-10-06 10:00", "2026-10-05 21:15"),
+                                    ("2026-10-18 09:30", "2026-10-17 08:00"),
+                                    ("2026-11-03 14:05", "2026-11-02 07:45")]
+
+
+def test_a_column_in_both_day_orders_is_named_and_its_ambiguous_dates_marked(tmp_path):
+    d = Deployment(tmp_path)
+    for occurred in ["25/10/2026 10:00", "10/18/2026 10:00", "3/4/2026 10:00"]:
+        d.add_google("2026-11-01 10:00", occurred_at=occurred)
+    summary = d.run()
+    assert summary.warnings == [
+        "google-form: when it happened: dates in both day orders ('25/10/2026 10:00' is "
+        "day-first but '10/18/2026 10:00' is month-first); the ambiguous ones are marked"]
+    assert [r["Marked values"] for r in d.sheet("Data quality")] == [
+        "invalid: when it happened: '3/4/2026 10:00' could be either 3 April or 4 March: the "
+        "column has dates in both orders"]
+    trail = [e["event"] for e in store_of(d).audit_trail("google-form")]
+    assert trail.count("warning") == 1
+    d.run()  # said once
+    assert [e["event"] for e in store_of(d).audit_trail("google-form")].count("warning") == 1
