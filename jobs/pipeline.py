@@ -134,7 +134,7 @@ def run(config: Config, now: datetime | None = None,
             sheets, manager = read_tracker(r)
             view, actions, patterns = decide(r, view, manager)
             audit_decisions(r, view, patterns)
-            queue_emails(r, view, actions, patterns)
+            queue_emails(r, view, actions, patterns, held)
             send_emails(r)
             if sheets is not None:
                 write_tracker(r, sheets, view, held, actions, patterns)
@@ -360,7 +360,9 @@ def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
 # -- 8, 9. the closed loop: emails owed, and sending them ------------------------------------
 
 def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
-                 patterns: pd.DataFrame) -> None:
+                 patterns: pd.DataFrame, held: pd.DataFrame | None = None) -> None:
+    """Render and queue what the loop owes. Reporters' messages carry no person-served
+    reference of any report: the view's, and the held reports' when given."""
     s, store = r.config.settings, r.c.store
     reference_question = next((q for q, f in s.mapping.items() if f == "report_reference"),
                               "earlier report reference")
@@ -368,7 +370,8 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
         view, r.config.rules, roles=s.roles, queued=store.outbox_keys(), now=r.now, tz=r.tz,
         recent_days=s.mail.recent_days, actions=actions, patterns=patterns,
         briefs=[b.model_dump() for b in s.mail.learning_briefs],
-        reference_question=reference_question)
+        reference_question=reference_question,
+        person_refs=() if held is None or "person_ref" not in held else held["person_ref"])
     common = {"provider": s.provider, "tracker": r.c.tracker_location}
     items = []
     for o in owed:

@@ -4,14 +4,16 @@ overdue-action reminders, the monthly team learning brief, and alerts to named r
 Each owed email has an idempotency key (kind + entity, plus whatever makes a repeat
 legitimate: the missing items asked for, the closing date, the reminder's day), so the
 outbox holds it once however many runs compute it. Messages to reporters carry no
-person-served reference, even when a manager typed one into the outcome.
+person-served reference of anyone, in any spelling, wherever in the message it would stand
+(a manager's outcome text, an action, a service name, a "same person" pattern's label):
+their whole context is redacted against every reference known. Alerts to named leads and
+reminders to action owners may name the person.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -21,6 +23,7 @@ import pandas as pd
 
 from config.rules import Rules
 from domain.address import valid_address
+from domain.references import ReferenceRedactor
 from transforms.normalize import display, local_time
 
 
@@ -37,12 +40,25 @@ def _digest(items: list[str]) -> str:
     return hashlib.sha256("|".join(sorted(items)).encode()).hexdigest()[:10]
 
 
-def _redact(text: str, refs: list[str]) -> str:
-    """Remove person-served references from text going to a reporter."""
-    for ref in refs:
-        if ref and len(ref) >= 2:
-            text = re.sub(rf"(?i)(?<!\w){re.escape(ref)}(?!\w)", "[person]", text)
-    return text
+# Kinds a reporter or a team receives: no person-served reference may reach them.
+REPORTER_KINDS = frozenset({"acknowledgement", "missing_info", "outcome", "learning_brief"})
+
+
+def known_references(reports: pd.DataFrame, rules: Rules, patterns: pd.DataFrame | None = None,
+                     extra: Iterable[Any] = ()) -> set[str]:
+    """Every person-served reference known: the reports', the keys of patterns whose rule
+    groups by person (an earlier run's pattern may name a report no longer in view), and
+    `extra` (held reports')."""
+    refs = {r for r in reports.get("person_ref", pd.Series(dtype=object)) if isinstance(r, str)}
+    refs.update(r for r in extra if isinstance(r, str))
+    if patterns is not None and not patterns.empty and {"rule_id", "key"} <= set(patterns):
+        person_at = {rule.id: [i for i, f in enumerate(rule.key) if f == "person_ref"]
+                     for rule in rules.repeats}
+        for rule_id, key in zip(patterns["rule_id"], patterns["key"], strict=True):
+            for i in person_at.get(rule_id, []):
+                if isinstance(key, list | tuple) and i < len(key) and isinstance(key[i], str):
+                    refs.add(key[i])
+    return refs
 
 
 def report_context(row: pd.Series, rules: Rules, tz: ZoneInfo) -> dict[str, Any]:
@@ -88,6 +104,7 @@ def owed_messages(
     patterns: pd.DataFrame | None = None,
     briefs: list[dict[str, Any]] | None = None,
     reference_question: str = "earlier report reference",
+    person_refs: Iterable[Any] = (),
 ) -> list[Owed]:
     """Every message owed now whose key is not already queued.
 
@@ -95,9 +112,20 @@ def owed_messages(
     closed_on, outcome, nfa_reason) and pattern columns.
     Reports submitted more than `recent_days` ago get no acknowledgement, request or alert:
     connecting a form with a long history must not email everyone about old reports.
+    `person_refs`: references of reports not in `reports` (held ones), kept out of
+    reporters' messages like the rest.
     """
     owed: list[Owed] = []
     recent = reports["submitted_at"] >= now - pd.Timedelta(days=recent_days)
+    redactor: list[ReferenceRedactor] = []  # built once, and only if a reporter is owed
+
+    def redacted(kind: str, context: dict[str, Any]) -> dict[str, Any]:
+        if kind not in REPORTER_KINDS:
+            return context
+        if not redactor:
+            redactor.append(ReferenceRedactor(
+                known_references(reports, rules, patterns, person_refs)))
+        return redactor[0].redact_all(context)
 
     def add(key: str, kind: str, entity: str, to: list[str],
             ctx: Callable[[], dict[str, Any]]) -> None:
@@ -105,7 +133,7 @@ def owed_messages(
         most of what a run computes was queued by an earlier run."""
         to = sorted({a.strip().lower() for a in to if valid_address(a)})
         if key not in queued and to:
-            owed.append(Owed(key, kind, entity, to, ctx()))
+            owed.append(Owed(key, kind, entity, to, redacted(kind, ctx())))
 
     def role_addresses(names: list[str]) -> list[str]:
         return [a for n in names for a in roles.get(n, [])]
@@ -137,15 +165,12 @@ def owed_messages(
     if "closed" in reports:
         closed = reports[reports["closed"] & reports["reporter_email"].map(valid_address)]
         def outcome(row: pd.Series) -> dict[str, Any]:
-            refs = [row["person_ref"]] if isinstance(row.get("person_ref"), str) else []
             linked = [] if actions is None or actions.empty else [
-                {"action": _redact(a["action"], refs), "status": a["status"],
-                 "outcome": _redact(a["outcome"], refs)}
+                {"action": a["action"], "status": a["status"], "outcome": a["outcome"]}
                 for _, a in actions.iterrows() if row["report_id"] in a["reports"]
                 or set(a["patterns"]) & set(row.get("pattern_ids") or [])]
-            return {"report": report_context(row, rules, tz),
-                    "outcome": _redact(row["outcome"], refs),
-                    "nfa_reason": _redact(row["nfa_reason"], refs), "actions": linked}
+            return {"report": report_context(row, rules, tz), "outcome": row["outcome"],
+                    "nfa_reason": row["nfa_reason"], "actions": linked}
 
         for _, row in closed.iterrows():
             day = row["closed_on"].isoformat() if row["closed_on"] else "closed"
@@ -186,7 +211,9 @@ def owed_messages(
                     }})
 
     for brief in briefs or []:
-        owed.extend(_learning_brief(brief, reports, actions, patterns, rules, today, tz, queued))
+        owed.extend(Owed(o.key, o.kind, o.entity_id, o.recipients, redacted(o.kind, o.context))
+                    for o in _learning_brief(brief, reports, actions, patterns, rules, today,
+                                             tz, queued))
     return owed
 
 
@@ -216,10 +243,7 @@ def _learning_brief(brief: dict[str, Any], reports: pd.DataFrame, actions: pd.Da
             done_in_month = a["verified_on"] and month_start <= a["verified_on"] <= last_month_end
             linked_to_team = not services or set(a["reports"]) & team_reports or a["patterns"]
             if a["status"] == "Verified effective" and done_in_month and linked_to_team:
-                refs = list(reports.loc[reports["report_id"].isin(a["reports"]), "person_ref"]
-                            .dropna())
-                changes.append({"action": _redact(a["action"], refs),
-                                "outcome": _redact(a["outcome"], refs)})
+                changes.append({"action": a["action"], "outcome": a["outcome"]})
     active = [] if patterns is None or patterns.empty else [
         {"label": p["key_label"], "count": p["count"], "status": p["status"]}
         for _, p in patterns[patterns["status"].isin(["open", "reopened", "under review"])]

@@ -2,6 +2,8 @@ from datetime import date
 
 import pandas as pd
 
+from connectors.templates import Renderer
+from tests.transforms.person_refs import readable
 from transforms.loop import owed_messages
 
 NOW = pd.Timestamp("2026-11-23 09:00", tz="UTC")
@@ -121,3 +123,55 @@ def test_monthly_learning_brief_for_last_month(rules, tz):
                                        "outcome": "No repeats"}]
     assert owed(reports, rules, tz, briefs=briefs, recent_days=0.001,
                 queued={"brief:2026-10:Oak House", "brief:2026-10:Everyone"}) == {}
+
+
+def test_no_reference_of_anyone_reaches_the_reporter_in_any_spelling(rules, tz):
+    """The demo's leak: A's outcome and a pattern's action named B and C, members of the
+    same repeat pattern, in the spellings people type; the team brief showed a "same
+    person" pattern keyed by a reference; a held report's reference was in an action."""
+    reports = view(
+        {"closed": True, "closed_on": date(2026, 11, 22), "pattern_ids": ["PT-0001"],
+         "submitted_at": pd.Timestamp("2026-10-20", tz="UTC"), "outcome":
+         "After OH 003 and oh-11 were nearly given the wrong dose, and OH-014's chart, "
+         "we changed the MAR check.", "nfa_reason": "Also seen with O\u200bH\u20130003."},
+        {"person_ref": "OH-003", "reporter_email": None, "alert_roles": ["registered_manager"],
+         "description": "OH-003 nearly given OH-011's dose"},
+        {"person_ref": "OH-011", "reporter_email": None})
+    actions = pd.DataFrame([{
+        "action_id": "A-0001", "reports": [], "patterns": ["PT-0001"],
+        "action": "Second signature for OH\u20110003 and O\u200bH011 (and NG\u00a0007)",
+        "status": "Verified effective", "verified_on": date(2026, 10, 30),
+        "outcome": "No repeat for oh\u00a03 since; OH-0141 and JOHN-011x are other things",
+        "overdue": False, "verification_overdue": False}])
+    patterns = pd.DataFrame([
+        {"pattern_id": "PT-0001", "rule_id": "same-category-service", "event": "",
+         "key": ["medication", "Oak House"], "key_label": "Medication · Oak House",
+         "members": ["NM-000001", "NM-000002", "NM-000003"], "count": 3, "status": "open",
+         "reason": None, "first_at": NOW, "last_at": NOW, "closed_at": pd.NaT},
+        {"pattern_id": "PT-0002", "rule_id": "same-person", "event": "opened",
+         "key": ["OH-011"], "key_label": "OH-011", "members": ["NM-000003"], "count": 3,
+         "status": "open", "reason": None, "first_at": NOW, "last_at": NOW,
+         "closed_at": pd.NaT}])
+    out = owed(reports, rules, tz, actions=actions, patterns=patterns, recent_days=60,
+               briefs=[{"team": "Everyone", "services": [], "to": ["all@care.example"]}],
+               person_refs=["NG-007"])  # a held report's
+    renderer = Renderer()
+
+    def rendered(key: str) -> str:
+        o = out[key]
+        return "\n".join(renderer.render(o.kind, {"provider": "Care Co", "tracker": "",
+                                                  **o.context}))
+
+    refs = ["OH-014", "OH-003", "OH-011", "NG-007"]
+    outcome = rendered("outcome:NM-000001:2026-11-22")
+    assert not [r for r in refs if readable(r, outcome)], outcome
+    assert "After [person] and [person] were nearly given the wrong dose, and [person]'s " \
+        "chart" in outcome
+    assert "Second signature for [person] and [person] (and [person])" in outcome
+    assert "OH-0141 and JOHN-011x are other things" in outcome  # not references: kept
+    for key in ("ack:NM-000001", "brief:2026-10:Everyone"):
+        assert not [r for r in refs if readable(r, rendered(key))], rendered(key)
+    assert "[person] (3 reports, open)" in rendered("brief:2026-10:Everyone")
+    # Leads may see who: the pathway alert and the pattern alert keep the references.
+    assert readable("OH-003", rendered("alert:NM-000002:medication_review"))
+    assert readable("OH-011", rendered("pattern:PT-0002:opened"))
