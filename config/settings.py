@@ -1,7 +1,8 @@
 """One typed settings model per deployment, loaded from YAML, with every mistake reported at once.
 
 Paths in the YAML are relative to the YAML file. Secrets never live in the YAML: it names the
-environment variables that hold them, and a missing variable is a configuration error.
+environment variables that hold them, and a missing variable is a configuration error for the
+commands that use the secret (see `load_config`'s `check_credentials`).
 """
 
 from __future__ import annotations
@@ -268,8 +269,10 @@ def load_rules(path: Path | None = None) -> Rules:
 def load_config(path: Path, *, check_credentials: bool = True) -> Config:
     """Read a deployment YAML and its rules; raise ConfigError listing every mistake found.
 
-    `check_credentials=False` skips checking that credential files exist: `nearmiss auth
-    google` loads the config in order to create the token.
+    `check_credentials=False` skips checking that the secrets and credential files the
+    connectors need are there (see `credential_problems`): commands that send and fetch
+    nothing (`check`, `explain`) need none, and `nearmiss auth google` loads the config in
+    order to create the token.
     """
     path = Path(path)
     data = _read_yaml(path)
@@ -321,16 +324,28 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
     for role, addresses in settings.roles.items():
         if not addresses:
             out.append((f"roles.{role}", "no address given: list at least one"))
+    if _uses_google(settings) and settings.google is None:
+        out.append(("google", "a Google source, tracker or mail transport is configured: add a "
+                    "`google:` section saying how to authenticate"))
+    if check_credentials:
+        out += credential_problems(settings)
+    return out
+
+
+def _uses_google(settings: Settings) -> bool:
+    return any(isinstance(s, GoogleFormsApi) for s in settings.sources) or isinstance(
+        settings.tracker, GoogleSheetsTracker) or isinstance(settings.mail.transport, Gmail)
+
+
+def credential_problems(settings: Settings) -> list[tuple[str, str]]:
+    """The secrets (SMTP password variable) and credential files (Google) that the
+    connectors of `settings` need and that are missing, as `(key, message)` pairs."""
+    out: list[tuple[str, str]] = []
     transport = settings.mail.transport
     if isinstance(transport, Smtp) and transport.password_env and not transport.password():
         out.append(("mail.transport.password_env", f"environment variable "
                     f"{transport.password_env} is not set: export the SMTP password in it"))
-    uses_google = any(isinstance(s, GoogleFormsApi) for s in settings.sources) or isinstance(
-        settings.tracker, GoogleSheetsTracker) or isinstance(transport, Gmail)
-    if uses_google and settings.google is None:
-        out.append(("google", "a Google source, tracker or mail transport is configured: add a "
-                    "`google:` section saying how to authenticate"))
-    elif uses_google and settings.google is not None and check_credentials:
+    if _uses_google(settings) and settings.google is not None:
         out += _google_credentials(settings.google)
     return out
 

@@ -7,11 +7,14 @@ outbox idempotency key, so even a message sent twice after a crash is recognisab
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import smtplib
 import ssl
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,6 +27,8 @@ from typing import Any
 from connectors.base import Sender
 from connectors.errors import MailError
 from domain.text import header_text, safe_text
+
+log = logging.getLogger(__name__)
 
 # Subjects quote report fields (in overriding templates, any field): one pasted answer must
 # not become a 100 kB header, which the email package folds but never cuts.
@@ -65,6 +70,53 @@ def _valid_address(address: str) -> bool:
     return "@" in address
 
 
+# Messages carry names, email addresses and what happened to whom: the outbox folder the
+# transport creates, and every message file, are for their owner only, whatever the umask.
+OUTBOX_FOLDER_MODE = 0o700
+MESSAGE_FILE_MODE = 0o600
+
+# A message is written to a temporary file, then renamed to `<key>.eml`. The temporary name
+# (tempfile's eight random characters between this prefix and suffix) never ends in .eml,
+# so nothing collecting `*.eml` picks up a message half written.
+_TEMP_PREFIX, _TEMP_SUFFIX = ".sending-", ".eml.tmp"
+_TEMP_NAMES = re.compile(
+    rf"{re.escape(_TEMP_PREFIX)}[a-z0-9_]{{8}}{re.escape(_TEMP_SUFFIX)}"
+    # earlier versions' name: no message is named so, as every key starts with its kind
+    r"|\.[a-z0-9_]{8}\.eml")
+# Writing a message takes milliseconds. An older temporary file was left by a killed run
+# (SIGKILL skips every `finally`); a younger one may be another deployment's, writing into
+# the same folder under its own run lock.
+STALE_TEMP_SECONDS = 3600
+
+
+def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove the transport's temporary files in `folder` older than `older_than` seconds.
+
+    Only regular files named exactly as `EmlFolderTransport` names them; returns what was
+    removed. A file that cannot be removed is logged and left: tidying never stops sending.
+    """
+    removed: list[Path] = []
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not _TEMP_NAMES.fullmatch(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("cannot remove the stale temporary file %s: %s", entry.path,
+                        exc.strerror)
+    return removed
+
+
 class EmlFolderTransport:
     """Writes each message as `<key>.eml` into a folder: the default "outbox" transport.
 
@@ -74,24 +126,41 @@ class EmlFolderTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
+    def _make_folder(self) -> None:
+        """Create the outbox folder owner-only; an existing folder keeps the mode it has."""
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        if not self.folder.is_dir():
+            self.folder.mkdir()
+            os.chmod(self.folder, OUTBOX_FOLDER_MODE)  # mkdir's mode is cut by the umask
+
     @contextmanager
     def connect(self) -> Iterator[Sender]:
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self._make_folder()
         except OSError as exc:
             raise MailError(f"cannot create the outbox folder {self.folder}: {exc.strerror}",
                             stop_run=True) from None
+        remove_stale_temp_files(self.folder)
 
         def send(message: EmailMessage) -> None:
             name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(message["X-Nearmiss-Key"]))
             target = self.folder / f"{name}.eml"
             try:
-                fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".eml")
+                fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=_TEMP_PREFIX,
+                                           suffix=_TEMP_SUFFIX)
+            except OSError as exc:
+                raise MailError(f"cannot write {target}: {exc.strerror}", stop_run=True) from None
+            try:
                 with os.fdopen(fd, "wb") as fh:
+                    os.fchmod(fh.fileno(), MESSAGE_FILE_MODE)
                     fh.write(bytes(message))
                 os.replace(tmp, target)
             except OSError as exc:
                 raise MailError(f"cannot write {target}: {exc.strerror}", stop_run=True) from None
+            finally:
+                # Every failure, an interrupt included, removes the temporary file.
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
 
         yield send
 
@@ -144,13 +213,14 @@ class SmtpTransport:
                 refused = smtp.send_message(message)
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = {code for code, _ in exc.recipients.values()}
-                raise MailError(f"recipients refused: {', '.join(exc.recipients)}",
-                                retry_later=any(c < 500 for c in codes)) from None
+                raise MailError("recipients refused: " + ", ".join(
+                    f"{to} ({code} {_text(said)})" for to, (code, said) in exc.recipients.items()),
+                    retry_later=any(c < 500 for c in codes)) from None
             except smtplib.SMTPResponseException as exc:
                 if exc.smtp_code == 421:  # service closing: the connection is gone
                     raise MailError(f"the SMTP server closed the session: {exc.smtp_error!r}",
                                     stop_run=True) from None
-                raise MailError(f"the SMTP server refused the message ({exc.smtp_code})",
+                raise MailError(f"the SMTP server refused the message: {_reply(exc)}",
                                 retry_later=exc.smtp_code < 500) from None
             except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
                 raise MailError(f"the SMTP connection was lost: {exc}", stop_run=True) from None
@@ -166,3 +236,13 @@ class SmtpTransport:
                 smtp.quit()
             except (smtplib.SMTPException, OSError):
                 smtp.close()
+
+
+def _text(said: bytes | str) -> str:
+    """A server's reply text on one line (it may be multi-line, and is bytes)."""
+    text = said.decode(errors="replace") if isinstance(said, bytes) else str(said)
+    return " ".join(text.split())
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return f"{exc.smtp_code} {_text(exc.smtp_error)}"

@@ -1,13 +1,20 @@
 """The tracker as a local Excel workbook (openpyxl), for providers without a cloud account.
 
 The workbook is loaded once per run, changed in memory, and saved through a temporary file
-and an atomic rename, so a failure mid-save never leaves a half-written tracker.
+and an atomic rename, so a failure mid-save never leaves a half-written tracker. The new file
+takes the mode, owner and group of the one it replaces, so a tracker an operator made
+read-only or shared with a group stays that way.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
+import stat
 import tempfile
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +31,25 @@ from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.errors import TrackerError
 from domain.text import sheet_text
 
+log = logging.getLogger(__name__)
+
 _HEADER_FONT = Font(bold=True)
 _MANAGER_FILL = PatternFill("solid", fgColor="FFF2CC")  # manager columns: pale yellow
 _OVERDUE_FILL = PatternFill("solid", fgColor="F4CCCC")
+
+# A new tracker is readable by its owner only: it holds person references and what
+# happened to them. Sharing it (a group such as care-managers, mode 0660) is the operator's
+# deliberate step, and every later save keeps it.
+NEW_TRACKER_MODE = 0o600
+
+# `_save`'s temporary files: this prefix and suffix around tempfile's eight random
+# characters, and nothing else, so no file a person saved is ever taken for one.
+_TEMP_PREFIX, _TEMP_SUFFIX = ".tracker-", ".xlsx"
+_TEMP_NAME = re.compile(rf"{re.escape(_TEMP_PREFIX)}[a-z0-9_]{{8}}{re.escape(_TEMP_SUFFIX)}")
+# A save takes seconds. An older temporary file was left by a killed run (SIGKILL skips
+# every `finally`); a younger one may be another deployment's save in progress, as the run
+# lock is per store and two deployments may keep their trackers in one folder.
+STALE_TEMP_SECONDS = 3600
 
 
 def _set(ws: Worksheet, row: int, col: int, value: Cell) -> None:
@@ -122,13 +145,17 @@ class XlsxTracker:
     def _save(self, wb: Workbook) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tracker-", suffix=".xlsx", dir=self.path.parent)
-            os.close(fd)
+            remove_stale_temp_files(self.path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX,
+                                       dir=self.path.parent)
             try:
+                os.close(fd)
                 wb.save(tmp)
+                _take_access_of(tmp, self.path)
                 os.replace(tmp, self.path)
             finally:
-                if os.path.exists(tmp):
+                # Every failure, an interrupt included, removes the temporary file.
+                if os.path.lexists(tmp):
                     os.unlink(tmp)
         except PermissionError:
             raise TrackerError(f"cannot write the tracker {self.path}: it is read-only or open "
@@ -139,3 +166,52 @@ class XlsxTracker:
             # Named by type only: the message of an unexpected error may quote cell text.
             raise TrackerError(f"cannot write the tracker {self.path} "
                                f"({type(exc).__name__})") from None
+
+
+def _take_access_of(tmp: str, path: Path) -> None:
+    """Give `tmp` the mode, owner and group of `path` (NEW_TRACKER_MODE if there is none).
+
+    The rename replaces the file, and with it whatever access an operator had set on it.
+    Ownership goes first, as chown may clear mode bits. A user who may not give the file
+    its owner (only root may) still keeps its group when they belong to it, and its mode.
+    """
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        os.chmod(tmp, NEW_TRACKER_MODE)
+        return
+    new = os.stat(tmp)
+    if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
+        try:
+            os.chown(tmp, old.st_uid, old.st_gid)
+        except OSError:
+            with contextlib.suppress(OSError):  # not in that group: the mode is still kept
+                os.chown(tmp, -1, old.st_gid)
+    os.chmod(tmp, stat.S_IMODE(old.st_mode))
+
+
+def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
+    """Remove the tracker temporary files in `folder` older than `older_than` seconds.
+
+    Only regular files named exactly as `_save` names them; returns what was removed.
+    """
+    removed: list[Path] = []
+    cutoff = time.time() - older_than
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # the save that follows reports an unusable folder
+    for entry in entries:
+        if not _TEMP_NAME.fullmatch(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        except OSError as exc:  # tidying up never stops the save
+            log.warning("cannot remove the stale temporary file %s: %s", entry.path,
+                        exc.strerror)
+    return removed

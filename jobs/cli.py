@@ -200,11 +200,17 @@ def _here(path: Path) -> Path:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    from config.settings import credential_problems
+
+    # Checking sends and fetches nothing: it runs where the secrets are not (a workstation,
+    # a CI job), and says which ones `nearmiss run` will need.
+    config = load_config(args.config, check_credentials=False)
     rules = config.rules
     print(f"nearmiss: {args.config} is valid: {len(config.settings.sources)} source(s), "
           f"{len(rules.fields)} fields, {len(rules.triage.rules)} triage rules, "
           f"{len(rules.repeats)} repeat rules")
+    for key, message in credential_problems(config.settings):
+        print(f"  note: {key}: {message} (`nearmiss run` needs it; checking does not)")
     from checks.quality import suite_description
 
     for line in suite_description(rules):
@@ -217,7 +223,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from connectors.store import Store
 
-    config = load_config(args.config)
+    config = load_config(args.config, check_credentials=False)  # reads the store only
     store = Store.open(config.settings.store.path)
     trail = store.audit_trail(args.id)
     if not trail:

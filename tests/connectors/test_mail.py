@@ -1,5 +1,10 @@
 import email
+import os
+import stat
+import tempfile
+import time
 from email import policy
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -185,3 +190,91 @@ def test_a_value_spanning_lines_stays_in_the_subject():
     assert text.startswith("3 similar near misses")
     assert "Pattern: PT-000001, Ward 1\nWard\ufffd2 <b>\n" in text
     assert "Ward 1\nWard\ufffd2 &lt;b&gt;" in html and "\x00" not in html
+
+
+# -- the outbox folder: owner-only files, no temporary file left behind --------------------------
+
+AN_HOUR_AND_MORE = 3700
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)  # the usual umask, under which open() and mkdir() share with all
+    yield
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _aged(path):
+    then = time.time() - AN_HOUR_AND_MORE
+    os.utime(path, (then, then), follow_symlinks=False)
+    return path
+
+
+def test_outbox_folder_and_messages_are_owner_only(tmp_path, umask_022):
+    outbox = tmp_path / "deployment" / "outbox"
+    with EmlFolderTransport(outbox).connect() as send:
+        send(message())
+    assert _mode(outbox) == 0o700
+    assert _mode(outbox / "ack_NM-000001.eml") == 0o600
+    (outbox / "ack_NM-000001.eml").chmod(0o644)
+    with EmlFolderTransport(outbox).connect() as send:
+        send(message())  # a message sent again is a new file: owner-only again
+    assert _mode(outbox / "ack_NM-000001.eml") == 0o600
+    assert sorted(p.name for p in outbox.iterdir()) == ["ack_NM-000001.eml"]
+
+
+def test_an_existing_outbox_folder_keeps_its_mode(tmp_path):
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    outbox.chmod(0o750)  # an operator's choice: a group that collects the messages
+    with EmlFolderTransport(outbox).connect() as send:
+        send(message())
+    assert _mode(outbox) == 0o750
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path):
+    outbox = tmp_path / "outbox"
+    (outbox / "ack_NM-000001.eml").mkdir(parents=True)  # the rename cannot replace it
+    (outbox / "ack_NM-000001.eml" / "x").write_text("x")
+    with EmlFolderTransport(outbox).connect() as send:
+        with pytest.raises(MailError, match="cannot write") as err:
+            send(message())
+    assert err.value.stop_run
+    assert sorted(p.name for p in outbox.iterdir()) == ["ack_NM-000001.eml"]
+
+
+def test_a_killed_runs_temporary_files_are_removed_when_sending_starts(tmp_path):
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    # What a SIGKILL during a write leaves behind: this version's names and the empty
+    # `.xxxxxxxx.eml` files of earlier versions.
+    killed = [outbox / n for n in (".sending-k1lled_9.eml.tmp", ".abc_1234.eml")]
+    fd, name = tempfile.mkstemp(prefix=".sending-", suffix=".eml.tmp", dir=outbox)
+    os.close(fd)
+    killed.append(Path(name))
+    for p in killed:
+        p.touch()
+        _aged(p)
+    in_progress = outbox / ".sending-writing1.eml.tmp"  # another deployment's, being written
+    in_progress.touch()
+    # Messages and files a person saved, or that only look alike: all kept, however old.
+    kept = [outbox / n for n in (
+        "ack_NM-000001.eml", ".abc_123.eml", ".ABCDEFGH.eml", ".abcdefgh.eml.bak",
+        "notes.eml.tmp", ".sending-abcdefgh.eml", ".sending-abcdefghi.eml.tmp", "abcdefgh.eml")]
+    for p in kept:
+        p.write_bytes(b"mine")
+        _aged(p)
+    folder = outbox / ".abcdefgh.eml"
+    folder.mkdir()
+    _aged(folder)
+
+    with EmlFolderTransport(outbox).connect() as send:
+        assert not any(p.exists() for p in killed)
+        send(message("alert:NM-000002"))
+    assert in_progress.exists() and folder.is_dir()
+    assert all(p.read_bytes() == b"mine" for p in kept)
+    assert (outbox / "alert_NM-000002.eml").stat().st_size > 0

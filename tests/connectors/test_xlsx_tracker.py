@@ -1,4 +1,9 @@
+import os
+import stat
+import tempfile
+import time
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -154,3 +159,106 @@ def test_a_workbook_whose_xml_does_not_parse_is_a_clear_error(tmp_path):
     wb.save(path)
     with pytest.raises(TrackerError, match="not a readable Excel workbook"):
         XlsxTracker(path).read([REPORTS])
+
+
+# -- file access and temporary files ------------------------------------------------------------
+
+HEADER_ONLY = SheetWrite(spec=REPORTS, create=True, header={1: "Report ID"})
+AN_HOUR_AND_MORE = 3700
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)  # the usual umask: what SQLite, openpyxl and open() make 0644
+    yield
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _one_cell(path, value: str) -> None:
+    XlsxTracker(path).write([SheetWrite(spec=REPORTS, cells={(2, 1): value})])
+
+
+def test_a_new_tracker_is_owner_only(tmp_path, umask_022):
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([HEADER_ONLY])
+    assert _mode(path) == 0o600
+
+
+def test_a_read_only_tracker_stays_read_only_after_a_save(tmp_path):
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([HEADER_ONLY])
+    path.chmod(0o444)
+    _one_cell(path, "NM-1")
+    assert _mode(path) == 0o444
+    assert load_workbook(path)["Reports"]["A2"].value == "NM-1"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file another owner and group needs root")
+def test_a_group_shared_tracker_keeps_its_mode_owner_and_group(tmp_path, umask_022):
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([HEADER_ONLY])
+    os.chown(path, 4343, 4242)  # say, a manager's account and the care-managers group
+    path.chmod(0o660)
+    _one_cell(path, "NM-1")
+    after = os.stat(path)
+    assert (stat.S_IMODE(after.st_mode), after.st_uid, after.st_gid) == (0o660, 4343, 4242)
+    assert load_workbook(path)["Reports"]["A2"].value == "NM-1"
+
+
+def _aged(path, seconds: float = AN_HOUR_AND_MORE):
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+    return path
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next_save(tmp_path):
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([HEADER_ONLY])
+    # What a SIGKILL during a save leaves behind: tempfile's own names, one empty, one not.
+    killed = []
+    for content in (b"", b"PK\x03\x04 half a workbook"):
+        fd, name = tempfile.mkstemp(prefix=".tracker-", suffix=".xlsx", dir=tmp_path)
+        os.write(fd, content)
+        os.close(fd)
+        killed.append(_aged(name))
+    by_hand = tmp_path / ".tracker-k1lled_9.xlsx"
+    by_hand.write_bytes(b"")
+    _aged(by_hand)
+    in_progress = tmp_path / ".tracker-saving12.xlsx"  # another deployment, saving now
+    in_progress.write_bytes(b"")
+    # Files a person saved, or that only look alike: all kept, however old.
+    kept = [tmp_path / n for n in (
+        "tracker-abcdefgh.xlsx", ".tracker-notes.xlsx", ".tracker-ABCDEFGH.xlsx",
+        ".tracker-abcdefghi.xlsx", ".tracker-abcdefgh.xlsx.bak", ".tracker-abcdefgh.xls",
+        "~$tracker.xlsx", "copy of tracker.xlsx")]
+    for p in kept:
+        p.write_bytes(b"mine")
+        _aged(p)
+    folder = tmp_path / ".tracker-folder12.xlsx"
+    folder.mkdir()
+    _aged(folder)
+    link = tmp_path / ".tracker-link1234.xlsx"
+    link.symlink_to(tmp_path / "tracker-abcdefgh.xlsx")
+    _aged(link)
+
+    _one_cell(path, "NM-1")
+
+    assert not any(Path(p).exists() for p in [*killed, by_hand])
+    assert in_progress.exists() and folder.is_dir() and link.is_symlink()
+    assert all(p.read_bytes() == b"mine" for p in kept)
+    assert load_workbook(path)["Reports"]["A2"].value == "NM-1"
+
+
+def test_a_failed_save_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "tracker.xlsx"
+    tracker = XlsxTracker(path)
+    tracker.read([REPORTS])
+    path.mkdir()  # the rename fails after the workbook was written to the temporary file
+    (path / "x").write_text("x")
+    with pytest.raises(TrackerError, match="cannot write the tracker"):
+        tracker.write([HEADER_ONLY])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tracker.xlsx"]

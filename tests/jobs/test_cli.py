@@ -192,3 +192,31 @@ def test_a_read_only_store_folder_stops_the_run_at_the_lock_file(tmp_path, immut
     assert line == (f"nearmiss: error: cannot write the lock file nearmiss.lock in {folder}: "
                     "the folder is read-only; give the user that runs nearmiss write access "
                     "to it")
+
+
+@pytest.mark.parametrize(("transport", "extra", "secret"), [
+    ({"kind": "smtp", "host": "mail.example.org", "username": "loop",
+      "password_env": "NEARMISS_TEST_UNSET_SMTP_PASSWORD"}, {},
+     "NEARMISS_TEST_UNSET_SMTP_PASSWORD is not set"),
+    ({"kind": "gmail"}, {"google": {"auth": "service_account"}},
+     "GOOGLE_APPLICATION_CREDENTIALS is not set"),
+], ids=["smtp", "gmail"])
+def test_explain_and_check_need_no_mail_secret(tmp_path, transport, extra, secret):
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-20 10:00")
+    dep.run()  # on the outbox folder: the store now holds a trail to explain
+    dep.data["mail"]["transport"] = transport
+    dep.data.update(extra)
+    config = tmp_path / "nearmiss.yaml"
+    config.write_text(yaml.safe_dump(dep.data, sort_keys=False))  # the helper's env has no secret
+
+    explained = nearmiss("--config", str(config), "explain", "NM-000001", cwd=tmp_path)
+    assert explained.returncode == 0, explained.stderr
+    assert "received" in explained.stdout and explained.stderr == ""
+    checked = nearmiss("--config", str(config), "check", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "is valid" in checked.stdout
+    assert any(line.startswith("  note: ") and secret in line
+               for line in checked.stdout.splitlines()), checked.stdout
+    ran = nearmiss("--config", str(config), "run", "--now", "2026-11-23T09:00Z", cwd=tmp_path)
+    assert ran.returncode == 2 and secret in ran.stderr  # sending still needs it
