@@ -20,7 +20,8 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,17 +44,20 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    or_,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import Connection, ExceptionContext
 
 from connectors.base import AuditEvent, RawResponse
 from connectors.errors import StoreError
 
-SCHEMA_VERSION = 1
-MAX_ATTEMPTS = 5  # a message failing this often is left for a person to look at
+SCHEMA_VERSION = 2
+# A message refused this often (about two days of a growing delay) is left for a person.
+MAX_ATTEMPTS = 10
+RETRY_FIRST, RETRY_CAP = pd.Timedelta(minutes=15), pd.Timedelta(hours=12)
 
 metadata = MetaData()
 
@@ -127,6 +131,7 @@ outbox = Table(
     Column("sent_at", String),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
+    Column("next_attempt_at", String),  # a temporary refusal waits until then (schema 2)
 )
 
 audit = Table(
@@ -230,6 +235,27 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.run_id: int | None = None
+        self._conn: Connection | None = None  # the transaction of an `atomic` block
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Everything written inside the block commits together or not at all: state and the
+        audit events that explain it, so a run killed at any point loses neither alone."""
+        if self._conn is not None:
+            yield
+            return
+        with self.engine.begin() as conn:
+            self._conn = conn
+            try:
+                yield
+            finally:
+                self._conn = None
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        return nullcontext(self._conn) if self._conn is not None else self.engine.begin()
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        return nullcontext(self._conn) if self._conn is not None else self.engine.connect()
 
     @classmethod
     def open(cls, path: Path, *, busy_timeout: float = 10.0) -> Store:
@@ -245,6 +271,20 @@ class Store:
                 f"cannot create the folder of the store {path} "
                 f"({exc.strerror or type(exc).__name__}): create it, or point store.path at a "
                 "folder the user that runs nearmiss can write to") from None
+        try:
+            # The store holds names, emails and person references: a new one is created
+            # owner-only (chmod, as the umask may cut touch's mode) before SQLite opens it,
+            # which would create it 0644 under the usual umask. SQLite gives its -journal,
+            # -wal and -shm files the database file's mode. An existing file keeps its own.
+            path.touch(mode=0o600, exist_ok=False)
+            path.chmod(0o600)
+        except FileExistsError:
+            pass  # a folder in its place is SQLite's "cannot be opened" below
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the store {path} ({exc.strerror or type(exc).__name__}): "
+                "point store.path at a folder the user that runs nearmiss can write to"
+            ) from None
         engine = create_engine(f"sqlite:///{path}")
         timeout_ms = max(0, round(busy_timeout * 1000))
 
@@ -290,25 +330,42 @@ class Store:
                                 f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} "
                                 f"BEFORE {op} ON {table} BEGIN "
                                 f"SELECT RAISE(ABORT, '{table} is append-only'); END"))
-                conn.execute(insert(meta).values(key="schema_version", value="1"))
-            # later versions: `if current < 2: ...` then set schema_version
+                conn.execute(insert(meta).values(key="schema_version",
+                                                 value=str(SCHEMA_VERSION)))
+                return
+            if current < 2:
+                conn.execute(text("ALTER TABLE outbox ADD COLUMN next_attempt_at VARCHAR"))
+            if current < SCHEMA_VERSION:
+                conn.execute(update(meta).where(meta.c.key == "schema_version").values(
+                    value=str(SCHEMA_VERSION)))
 
     def schema_version(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(
                 select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
 
     # -- runs -------------------------------------------------------------------------------
 
     def begin_run(self, now: datetime) -> int:
-        with self.engine.begin() as conn:
+        """Record a new run. A run still "running" was killed (the run lock lets one run at a
+        time): it becomes "interrupted", with what it had recorded."""
+        with self._write() as conn:
+            for (stale,) in conn.execute(select(runs.c.run_id).where(runs.c.status == "running")):
+                done = conn.execute(select(audit.c.event, func.count()).where(
+                    audit.c.run_id == stale).group_by(audit.c.event).order_by(audit.c.event)).all()
+                what = ", ".join(f"{n} {event}" for event, n in done) or "nothing recorded"
+                conn.execute(update(runs).where(runs.c.run_id == stale).values(
+                    status="interrupted", summary={"summary": f"interrupted after: {what}"}))
+                conn.execute(insert(audit).values(
+                    at=iso(now), run_id=stale, entity="run", entity_id=str(stale),
+                    event="run interrupted", reason=f"the run stopped part-way: {what}"))
             self.run_id = conn.execute(
                 insert(runs).values(started_at=iso(now), status="running")
             ).inserted_primary_key[0]
         return self.run_id
 
     def finish_run(self, now: datetime, status: str, summary: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(runs).where(runs.c.run_id == self.run_id).values(
                 finished_at=iso(now), status=status, summary=summary))
 
@@ -336,7 +393,7 @@ class Store:
                            raw_responses.c.version == latest.c.version))
         rows: list[dict[str, Any]] = []
         counts = {"new": 0, "versions": 0, "unchanged": 0, "stale": 0}
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             known = {(s, r): (v, h, t) for s, r, v, h, t in conn.execute(query)}
             for resp in responses:
                 payload = resp.payload()
@@ -384,7 +441,7 @@ class Store:
             raw_responses.c.version == first.c.version,
         )).order_by(raw_responses.c.submitted_at, raw_responses.c.source,
                     raw_responses.c.response_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(query).all()
         frame = pd.DataFrame(rows, columns=["source", "response_id", "version", "submitted_at",
                                             "first_submitted_at", "payload"])
@@ -393,7 +450,7 @@ class Store:
         return frame
 
     def raw_versions(self, source: str, response_id: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(raw_responses).where(
                 raw_responses.c.source == source, raw_responses.c.response_id == response_id,
             ).order_by(raw_responses.c.version)).mappings()
@@ -401,11 +458,30 @@ class Store:
 
     # -- ids and links ----------------------------------------------------------------------
 
+    def peek(self, counter: str, n: int) -> list[int]:
+        """The next `n` numbers of a counter, not yet taken: a step that writes them
+        elsewhere first (the tracker) takes them with `reserve` once that write succeeded."""
+        with self._read() as conn:
+            current = conn.execute(
+                select(counters.c.value).where(counters.c.name == counter)).scalar() or 0
+        return list(range(current + 1, current + n + 1))
+
+    def reserve(self, counter: str, upto: int) -> None:
+        """Move a counter up to `upto` (never down): numbers up to it are taken."""
+        with self._write() as conn:
+            current = conn.execute(
+                select(counters.c.value).where(counters.c.name == counter)).scalar()
+            if current is None:
+                conn.execute(insert(counters).values(name=counter, value=upto))
+            elif upto > current:
+                conn.execute(update(counters).where(counters.c.name == counter)
+                             .values(value=upto))
+
     def allocate(self, counter: str, n: int) -> list[int]:
         """Reserve `n` consecutive numbers of a counter that never goes back."""
         if n <= 0:
             return []
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             current = conn.execute(
                 select(counters.c.value).where(counters.c.name == counter)).scalar()
             if current is None:
@@ -417,7 +493,7 @@ class Store:
         return list(range(current + 1, current + n + 1))
 
     def links(self) -> pd.DataFrame:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(response_links.c.source, response_links.c.response_id,
                                        response_links.c.report_id, response_links.c.how)).all()
         return pd.DataFrame(rows, columns=["source", "response_id", "report_id", "how"])
@@ -428,13 +504,13 @@ class Store:
         rows = links[["source", "response_id", "report_id", "how"]].to_dict("records")
         for row in rows:
             row["linked_at"] = iso(now)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(insert(response_links), rows)
 
     # -- current reports --------------------------------------------------------------------
 
     def report_hashes(self) -> dict[str, str]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return dict(conn.execute(select(reports.c.report_id, reports.c.data_hash)).all())
 
     def save_reports(self, records: Sequence[dict[str, Any]], now: datetime) -> int:
@@ -449,7 +525,7 @@ class Store:
                              "data_hash": digest, "data": r, "updated_at": iso(now)})
         if not rows:
             return 0
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             new = [r for r in rows if r["report_id"] not in known]
             if new:
                 conn.execute(insert(reports), new)
@@ -463,13 +539,13 @@ class Store:
         return len(rows)
 
     def report_count(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(select(func.count()).select_from(reports)).scalar_one()
 
     # -- remembered state -------------------------------------------------------------------
 
     def state(self, kind: str) -> dict[str, dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return dict(conn.execute(select(entity_state.c.entity_id, entity_state.c.data)
                                      .where(entity_state.c.kind == kind)).all())
 
@@ -478,7 +554,7 @@ class Store:
         """Upsert entity states of one kind; `replace` drops those not given."""
         if not items and not replace:
             return
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if replace:
                 conn.execute(entity_state.delete().where(entity_state.c.kind == kind))
                 existing: set[str] = set()
@@ -508,7 +584,7 @@ class Store:
         items = list(items)
         if not items:
             return []
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             known = set(conn.execute(select(outbox.c.key).where(
                 outbox.c.key.in_([i.key for i in items]))).scalars())
             added = [i for i in items if i.key not in known]
@@ -522,37 +598,52 @@ class Store:
         return unique
 
     def outbox_keys(self) -> set[str]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return set(conn.execute(select(outbox.c.key)).scalars())
 
-    def pending(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Unsent messages still worth trying, oldest first."""
+    def pending(self, now: datetime | None = None, limit: int | None = None
+                ) -> list[dict[str, Any]]:
+        """Unsent messages still worth trying, oldest first; with `now`, only those whose
+        delay after a temporary refusal has passed."""
         query = select(outbox).where(
             outbox.c.sent_at.is_(None), outbox.c.attempts < MAX_ATTEMPTS,
         ).order_by(outbox.c.created_at, outbox.c.key)
+        if now is not None:
+            query = query.where(or_(outbox.c.next_attempt_at.is_(None),
+                                    outbox.c.next_attempt_at <= iso(now)))
         if limit:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def mark_sent(self, key: str, now: datetime) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(outbox).where(outbox.c.key == key).values(
-                sent_at=iso(now), attempts=outbox.c.attempts + 1, last_error=None))
+                sent_at=iso(now), attempts=outbox.c.attempts + 1, last_error=None,
+                next_attempt_at=None))
 
-    def mark_failed(self, key: str, error: str, *, final: bool = False) -> None:
-        """Record a failed attempt; a final failure (a refused address) is not retried."""
-        with self.engine.begin() as conn:
+    def mark_failed(self, key: str, error: str, now: datetime, *, final: bool = False) -> None:
+        """Record a failed attempt. A temporary one waits 15 minutes, then twice as long
+        after each further refusal (at most 12 hours); a final one (a refused address) is
+        not retried."""
+        with self._write() as conn:
+            attempts = conn.execute(select(outbox.c.attempts).where(
+                outbox.c.key == key)).scalar_one() + 1
+            wait = min(RETRY_CAP, RETRY_FIRST * 2 ** (attempts - 1))
             conn.execute(update(outbox).where(outbox.c.key == key).values(
-                attempts=MAX_ATTEMPTS if final else outbox.c.attempts + 1, last_error=error))
+                attempts=MAX_ATTEMPTS if final else attempts, last_error=error,
+                next_attempt_at=None if final else iso(pd.Timestamp(now) + wait)))
 
     def outbox_frame(self) -> pd.DataFrame:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(outbox.c.key, outbox.c.kind, outbox.c.entity_id,
                                        outbox.c.created_at, outbox.c.sent_at,
                                        outbox.c.attempts, outbox.c.last_error)).all()
-        return pd.DataFrame(rows, columns=["key", "kind", "entity_id", "created_at", "sent_at",
-                                           "attempts", "last_error"])
+        frame = pd.DataFrame(rows, columns=["key", "kind", "entity_id", "created_at", "sent_at",
+                                            "attempts", "last_error"])
+        # given up: refused for good, or temporarily so often that a person must look
+        return frame.assign(given_up=frame["sent_at"].isna()
+                            & (frame["attempts"] >= MAX_ATTEMPTS))
 
     # -- audit ------------------------------------------------------------------------------
 
@@ -561,7 +652,7 @@ class Store:
                  "entity_id": e.entity_id, "event": e.event, "reason": e.reason,
                  "details": e.details} for e in events]
         if rows:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 conn.execute(insert(audit), rows)
         return len(rows)
 
@@ -569,5 +660,5 @@ class Store:
         query = select(audit).order_by(audit.c.id)
         if entity_id is not None:
             query = query.where(audit.c.entity_id == entity_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]

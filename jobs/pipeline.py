@@ -12,6 +12,8 @@ non-zero exit. Nothing stored is ever lost; the next run picks up where this one
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,20 +26,21 @@ from config.settings import Config
 from connectors.base import AuditEvent, SheetWrite
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
-from connectors.store import OutboxItem
+from connectors.store import OutboxItem, Store
 from domain.address import valid_address
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
 from transforms import normalize, repeats
 from transforms.actions import (
     action_id,
+    action_number,
     action_state,
     pattern_closures,
     pattern_id,
     report_closure,
 )
-from transforms.audit import decision_events, manager_events, pattern_events
-from transforms.loop import owed_messages
+from transforms.audit import ENTITY_OF_SHEET, decision_events, manager_events, pattern_events
+from transforms.loop import REPORTER_KINDS, owed_messages
 from transforms.tracker import (
     ACTIONS,
     DATA_QUALITY,
@@ -103,18 +106,28 @@ class Run:
     now: pd.Timestamp
     summary: RunSummary = field(default_factory=RunSummary)
     events: list[AuditEvent] = field(default_factory=list)
-    # keys earlier runs wrote to each sheet: one missing from the sheet was deleted
-    known: dict[str, set[str]] = field(default_factory=dict)
     id_writes: list[SheetWrite] = field(default_factory=list)  # ids given to new actions
+    # what becomes true only once the tracker holds it: ids taken, actions added
+    taken: dict[str, int] = field(default_factory=dict)  # counter -> highest number used
+    on_write: list[AuditEvent] = field(default_factory=list)
 
     @property
     def tz(self) -> ZoneInfo:
         return self.config.settings.tz
 
-    def failed(self, what: str, exc: NearmissError) -> None:
-        log.error("%s", exc)
+    def failed(self, what: str, exc: NearmissError | str) -> None:
+        log.debug("%s failed: %s", what, exc)  # the CLI prints the run's failure line once
         self.summary.failures.append(str(exc))
         self.events.append(AuditEvent("run", str(self.summary.run_id), f"{what} failed", str(exc)))
+
+    @contextmanager
+    def saving(self) -> Iterator[Store]:
+        """What the block stores commits in one transaction with the events gathered so far,
+        the audit of that very state: a run killed anywhere loses both or neither."""
+        with self.c.store.atomic():
+            yield self.c.store
+            self.c.store.audit(self.events, self.now)
+        self.events.clear()
 
 
 def run(config: Config, now: datetime | None = None,
@@ -140,16 +153,16 @@ def run(config: Config, now: datetime | None = None,
                 write_tracker(r, sheets, view, held, actions, patterns)
         except BaseException:
             try:
-                c.store.audit(r.events, now_ts)
-                c.store.finish_run(now_ts, "crashed", {"summary": r.summary.line()})
+                with r.saving() as store:
+                    store.finish_run(now_ts, "crashed", {"summary": r.summary.line()})
             except NearmissError as exc:  # a StoreError: the store itself failed, and the
                 log.debug("could not record the crash: %s", exc)  # first error says why
             raise
         s = r.summary
         r.events.append(AuditEvent("run", str(s.run_id), "run finished", s.line(),
                                    {"failures": s.failures} if s.failures else None))
-        c.store.audit(r.events, now_ts)
-        c.store.finish_run(now_ts, "failed" if s.failures else "ok", {"summary": s.line()})
+        with r.saving() as store:
+            store.finish_run(now_ts, "failed" if s.failures else "ok", {"summary": s.line()})
     if s.failures:
         raise RunFailed(s.failures[0] if len(s.failures) == 1 else
                         f"{s.failures[0]} (and {len(s.failures) - 1} more: see the audit log)")
@@ -173,14 +186,15 @@ def capture(r: Run) -> None:
         except NearmissError as exc:
             r.failed(f"source {source.name}", exc)
             continue
-        store.set_value(full_key, today, r.now)
-        added = store.add_raw(pulled.responses, r.now)
+        with r.saving():
+            store.set_value(full_key, today, r.now)
+            added = store.add_raw(pulled.responses, r.now)
+            if pulled.watermark:
+                store.set_value(key, pulled.watermark, r.now)
+            drift_events(r, source.name, pulled.questions)
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions
         r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
-        if pulled.watermark:
-            store.set_value(key, pulled.watermark, r.now)
-        drift_events(r, source.name, pulled.questions)
         log.info("%s: %d new, %d edited, %d unchanged", source.name, added.new, added.versions,
                  added.unchanged)
 
@@ -214,25 +228,26 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     mapped = normalize.map_answers(store.latest_responses(), mappings, r.config.rules, r.tz,
                                    s.dayfirst)
     plan = normalize.plan_links(mapped.responses, store.links())
-    _number(r, plan.needs_number)
-    joined, orphans = normalize.resolve_follow_ups(plan.follow_ups, set(store.links().report_id))
-    store.add_links(joined, r.now)
-    _number(r, orphans)
-    reports = normalize.combine(mapped.responses, store.links(), r.config.rules)
-    r.summary.reports_changed = store.save_reports(normalize.to_records(reports), r.now)
-
     unmapped = [f"{row.source}: {row.question!r} ({row.responses} responses)"
                 for row in mapped.unmapped.itertuples()]
-    if unmapped != (store.value("unmapped") or []):
-        r.events += [AuditEvent("source", u.split(":")[0], "unmapped question", u)
-                     for u in unmapped]
-        store.set_value("unmapped", unmapped, r.now)
     r.summary.unmapped = unmapped
     r.summary.warnings += mapped.column_notes
-    if r.summary.warnings != (store.value("warnings") or []):  # said once in the audit
-        r.events += [AuditEvent("source", w.split(":")[0], "warning", w)
-                     for w in r.summary.warnings]
-        store.set_value("warnings", r.summary.warnings, r.now)
+    with r.saving():  # numbers are taken with the links that use them: no gaps
+        _number(r, plan.needs_number)
+        joined, orphans = normalize.resolve_follow_ups(plan.follow_ups,
+                                                       set(store.links().report_id))
+        store.add_links(joined, r.now)
+        _number(r, orphans)
+        reports = normalize.combine(mapped.responses, store.links(), r.config.rules)
+        r.summary.reports_changed = store.save_reports(normalize.to_records(reports), r.now)
+        if unmapped != (store.value("unmapped") or []):
+            r.events += [AuditEvent("source", u.split(":")[0], "unmapped question", u)
+                         for u in unmapped]
+            store.set_value("unmapped", unmapped, r.now)
+        if r.summary.warnings != (store.value("warnings") or []):  # said once in the audit
+            r.events += [AuditEvent("source", w.split(":")[0], "warning", w)
+                         for w in r.summary.warnings]
+            store.set_value("warnings", r.summary.warnings, r.now)
     held = reports[reports["held"].notna()]
     r.summary.held = len(held)
     r.summary.reports = len(reports)
@@ -275,19 +290,29 @@ def read_tracker(r: Run) -> tuple[dict[str, Any] | None, dict[str, dict[str, dic
         return None, stored
     states = {spec.title: read_sheet(spec, tables.get(spec.title)) for spec in SHEETS}
     actions = states[ACTIONS.title]
-    if actions.unkeyed:  # rows managers added: give each new action an id
-        ids = [action_id(n) for n in store.allocate("action", len(actions.unkeyed))]
+    assigned: dict[str, int] = {}
+    if actions.unkeyed:  # rows managers added: each gets the next action id
+        # Taken (and audited) only once the tracker holds it: a run stopped before that
+        # gives the same rows the same ids next time.
+        ids = [action_id(n) for n in store.peek("action", len(actions.unkeyed))]
         write, assigned = assign_ids(actions, ids)
         r.id_writes.append(write)
-        r.events += [AuditEvent("action", aid, "action added", f"row {row} of {ACTIONS.title}")
-                     for aid, row in assigned.items()]
+        r.taken["action"] = max(map(action_number, assigned), default=0)
+        r.on_write += [AuditEvent("action", aid, "action added",
+                                  f"row {row} of {ACTIONS.title}") for aid, row in assigned.items()]
     manager: dict[str, dict[str, dict[str, str]]] = {}
-    for spec in SHEETS:
-        values, changes = manager_changes(states[spec.title], stored[spec.title])
-        manager[spec.title] = values
-        r.events += manager_events(changes)
-        r.summary.manager_changes += len(changes)
-        store.save_state(f"manager:{spec.title}", _changed(values, stored[spec.title]), r.now)
+    with r.saving():
+        # An id the sheet already holds is taken, even if the run that wrote it was stopped
+        # before it could say so.
+        store.reserve("action", max((action_number(k) for k in actions.rows
+                                     if k not in assigned), default=0))
+        for spec in SHEETS:
+            values, changes = manager_changes(states[spec.title], stored[spec.title])
+            manager[spec.title] = values
+            r.events += manager_events(changes)
+            r.summary.manager_changes += len(changes)
+            store.save_state(f"manager:{spec.title}", _changed(values, stored[spec.title]),
+                             r.now)
     return states, manager
 
 
@@ -307,7 +332,9 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
                          columns=["pattern_id", "rule_id", "key", "members"])
     found = repeats.detect(view, rules, prior, closures)
     fresh = found.patterns.loc[found.patterns["pattern_id"].isna(), "fingerprint"].tolist()
-    ids = [pattern_id(n) for n in store.allocate("pattern", len(fresh))]
+    numbers = store.peek("pattern", len(fresh))  # taken with the patterns' state
+    r.taken["pattern"] = numbers[-1] if numbers else 0
+    ids = [pattern_id(n) for n in numbers]
     found = repeats.assign_ids(found, dict(zip(fresh, ids, strict=True)))
     patterns = found.patterns.copy()
     review = {pid: v.get("Review status", "") for pid, v in manager[PATTERNS.title].items()}
@@ -337,24 +364,22 @@ def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
     """Log what changed since the last run: checks, rules fired, risk flags, patterns."""
     store, rules = r.c.store, r.config.rules
     previous = store.state("decision")
-    r.known[REPORTS.title] = set(previous)
-    r.known[DATA_QUALITY.title] = {k for k, v in previous.items()
-                                   if v["dq_status"] == "incomplete" or v.get("completed_at")
-                                   or v.get("problems")}
-    r.known[PATTERNS.title] = set(store.state("pattern"))
     events, state = decision_events(view, previous, rules, r.tz, r.now)
-    r.events += events
-    store.save_state("decision", _changed(state, previous), r.now)
     view["completed_at"] = view["report_id"].map(
         lambda k: state[k].get("completed_at")).astype(object)
-    p_events, happened, p_state = pattern_events(patterns, store.state("pattern"), r.tz)
+    prior_patterns = store.state("pattern")
+    p_events, happened, p_state = pattern_events(patterns, prior_patterns, r.tz)
     patterns["event"] = happened
-    r.events += p_events
-    if p_events or p_state.keys() != store.state("pattern").keys():
-        store.save_state("pattern", {pid: {**st, "rule_id": rule, "key": key}
-                                     for (pid, st), rule, key in zip(
-                                         p_state.items(), patterns["rule_id"], patterns["key"],
-                                         strict=True)}, r.now, replace=True)
+    r.events += events + p_events
+    with r.saving():
+        store.save_state("decision", _changed(state, previous), r.now)
+        if p_events or p_state.keys() != prior_patterns.keys():
+            store.reserve("pattern", r.taken.get("pattern", 0))
+            store.save_state("pattern", {pid: {**st, "rule_id": rule, "key": key}
+                                         for (pid, st), rule, key in zip(
+                                             p_state.items(), patterns["rule_id"],
+                                             patterns["key"], strict=True)},
+                             r.now, replace=True)
 
 
 # -- 8, 9. the closed loop: emails owed, and sending them ------------------------------------
@@ -385,7 +410,8 @@ def send_emails(r: Run) -> None:
     """Drain the outbox through the transport, one connection, marking each message as it
     goes so a failure part-way loses nothing and sends nothing twice."""
     s, store = r.config.settings, r.c.store
-    pending = store.pending(limit=s.mail.max_per_run)
+    pending = store.pending(r.now, limit=s.mail.max_per_run)
+    refused: list[MailError] = []
     if pending:
         try:
             with r.c.transport.connect() as send:
@@ -394,23 +420,46 @@ def send_emails(r: Run) -> None:
                     try:
                         note = send(message)
                     except MailError as exc:
-                        store.mark_failed(item["key"], str(exc), final=not exc.retry_later)
+                        refused.append(exc)
                         r.summary.emails_failed += 1
                         r.events.append(AuditEvent(_entity(item), item["entity_id"],
                                                    "email failed", f"{item['kind']}: {exc}",
                                                    {"key": item["key"]}))
+                        with r.saving():
+                            store.mark_failed(item["key"], str(exc), r.now,
+                                              final=not exc.retry_later)
                         if exc.stop_run:
                             raise
                         continue
-                    store.mark_sent(item["key"], r.now)
-                    r.summary.emails_sent += 1
+                    # The window for a duplicate: the server has the message and this
+                    # commit has not happened yet; a run killed here sends it again.
                     r.events.append(AuditEvent(
                         _entity(item), item["entity_id"], "email sent",
                         f"{item['kind']} to {', '.join(item['recipients'])}"
                         + (f" ({note})" if note else ""), {"key": item["key"]}))
+                    with r.saving():
+                        store.mark_sent(item["key"], r.now)
+                    r.summary.emails_sent += 1
         except MailError as exc:
             r.failed("mail", exc)
+        else:
+            if refused:
+                r.failed("mail", _not_sent(refused))
     r.summary.emails_pending = len(store.pending())
+
+
+def _not_sent(refused: list[MailError]) -> str:
+    """One line for the emails a run could not send: how many, the first reason, and what
+    happens next (a temporary refusal is retried; a permanent one needs a person)."""
+    parts = []
+    for later, what, then in ((True, "not sent", "retried on a later run"),
+                              (False, "refused for good", "see the Loop column and the Data "
+                                                          "quality sheet")):
+        errors = [e for e in refused if e.retry_later is later]
+        if errors:
+            n = len(errors)
+            parts.append(f"{n} email{'s' if n > 1 else ''} {what}: {errors[0]}; {then}")
+    return "; ".join(parts)
 
 
 def _entity(item: dict[str, Any]) -> str:
@@ -430,17 +479,19 @@ def write_tracker(r: Run, sheets: dict[str, Any], view: pd.DataFrame, held: pd.D
                   actions: pd.DataFrame, patterns: pd.DataFrame) -> None:
     """Write changed system cells and new rows of every sheet in one batch."""
     store, rules, tz = r.c.store, r.config.rules, r.tz
-    sent = store.outbox_frame()
-    sent = sent[sent["sent_at"].notna()]
+    outbox = store.outbox_frame()
+    sent = outbox[outbox["sent_at"].notna()]
     kinds = sent.groupby("entity_id")["kind"].agg(set).to_dict()
     requested = sent[sent["kind"] == "missing_info"].groupby("entity_id")["sent_at"].max()
+    undelivered = _undelivered(outbox)
     view = view.assign(
-        loop=[_loop_text(kinds.get(rid, set()), anon) for rid, anon in
-              zip(view["report_id"], view["anonymous"], strict=True)],
+        loop=[_loop_text(kinds.get(rid, set()), anon, undelivered.get(rid, "")) for rid, anon
+              in zip(view["report_id"], view["anonymous"], strict=True)],
         info_requested=view["report_id"].map(requested).map(
             lambda t: normalize.local_time(pd.Timestamp(t), tz, "%Y-%m-%d")
             if isinstance(t, str) else ""),
         contactable=view["reporter_email"].map(valid_address),
+        undelivered=view["report_id"].map(lambda rid: undelivered.get(rid, "")),
     )
     manager = {spec.title: store.state(f"manager:{spec.title}") for spec in SHEETS}
     writes = list(r.id_writes)
@@ -450,19 +501,29 @@ def write_tracker(r: Run, sheets: dict[str, Any], view: pd.DataFrame, held: pd.D
         (ACTIONS, actions_rows(actions)),
         (DATA_QUALITY, quality_rows(view, held, rules)),
     ]
+    # Keys the tracker is known to hold: stored only after a write succeeded, so a run
+    # stopped before writing never makes the next one think a manager deleted a row.
+    written = {spec.title: store.state(f"tracker:{spec.title}") for spec in SHEETS}
+    restored_events = []
     for spec, desired in plans:
         write, _, restored = plan_sheet(sheets[spec.title], desired, manager[spec.title],
-                                        r.known.get(spec.title, set()))
+                                        set(written[spec.title]))
         writes.append(write)
-        r.events += [AuditEvent("report" if spec is not PATTERNS else "pattern", k,
-                                "row restored", f"{spec.title} row was deleted; restored")
-                     for k in restored]
+        restored_events += [AuditEvent(ENTITY_OF_SHEET[spec.title], k, "row restored",
+                                       f"{spec.title} row was deleted; restored")
+                            for k in restored]
     writes = merge_writes(*writes)
     try:
         r.c.tracker.write(writes)
     except NearmissError as exc:
         r.failed("tracker write", exc)
         return
+    r.events += restored_events + r.on_write
+    with r.saving():
+        store.reserve("action", r.taken.get("action", 0))
+        for spec, desired in plans:
+            store.save_state(f"tracker:{spec.title}", {k: {} for k in desired.index
+                                                       if k not in written[spec.title]}, r.now)
     r.summary.tracker_cells = sum(len(w.cells) for w in writes)
     r.summary.tracker_rows = sum(len(w.append) for w in writes)
 
@@ -472,10 +533,22 @@ def _changed(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in now.items() if before.get(k) != v}
 
 
-def _loop_text(kinds: set[str], anonymous: bool) -> str:
+def _undelivered(outbox: pd.DataFrame) -> dict[str, str]:
+    """Per report, the emails to its reporter that could not be delivered, and why."""
+    failed = outbox[outbox["sent_at"].isna() & outbox["last_error"].notna()
+                    & outbox["kind"].isin(list(REPORTER_KINDS))]
+    return {rid: "; ".join(
+        f"{kind.replace('_', ' ')} {'refused' if gone else 'retrying'} ({error})"
+        for kind, error, gone in zip(rows["kind"], rows["last_error"], rows["given_up"],
+                                     strict=True)) for rid, rows in failed.groupby("entity_id")}
+
+
+def _loop_text(kinds: set[str], anonymous: bool, undelivered: str = "") -> str:
     done = [label for kind, label in (("acknowledgement", "acknowledged"),
                                       ("missing_info", "details requested"),
                                       ("outcome", "outcome sent")) if kind in kinds]
+    if undelivered:
+        done.append(f"not delivered: {undelivered}")
     if anonymous and not done:
         return "anonymous: hears back in the team brief"
     return ", ".join(done)

@@ -20,6 +20,7 @@ from transforms.tracker import ACTION_STATUS, JUST_CULTURE
 DONE = {"done - awaiting verification", "verified effective"}
 PATTERN_ID = re.compile(r"(?i)\bPT[\s\-_]*0*(\d{1,9})\b")
 _UTC = ZoneInfo("UTC")
+ACTION_ID = re.compile(r"^A-(\d{1,9})$")
 
 
 def pattern_id(number: int) -> str:
@@ -28,6 +29,12 @@ def pattern_id(number: int) -> str:
 
 def action_id(number: int) -> str:
     return f"A-{number:04d}"
+
+
+def action_number(key: str) -> int:
+    """The number of an action id (0 for anything else): ids already in the sheet are taken."""
+    m = ACTION_ID.match(key)
+    return int(m.group(1)) if m else 0
 # "We reminded staff" is rarely a control on its own (DOMAIN: actions are controls).
 REMINDER = re.compile(r"(?i)\b(remind(ed)?|reminder)\b")
 CONTROL = re.compile(r"(?i)\b(checklist|audit|prompt|supervis|workflow|sign-?off|reconcil"

@@ -350,9 +350,13 @@ def actions_rows(actions: pd.DataFrame) -> pd.DataFrame:
 def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     """Reports that are or were incomplete (a completed one stays, marked complete), reports
     with a value that was marked (unreadable, or read with a caveat such as a clock-change
-    hour), and held reports with the reason they are held."""
+    hour), reports whose reporter an email could not reach, and held reports with the
+    reason they are held."""
     marked = view["problems"].map(bool)
-    rows = view[(view["dq_status"] == "incomplete") | view["completed_at"].notna() | marked]
+    undelivered = view.get("undelivered", pd.Series("", index=view.index)).fillna("")
+    rows = view[(view["dq_status"] == "incomplete") | view["completed_at"].notna() | marked
+                | (undelivered != "")]
+    undelivered = undelivered[rows.index]
 
     def labels(fields: list[str]) -> str:
         return ", ".join(rules.label(f) for f in fields)
@@ -365,7 +369,8 @@ def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.Dat
         "Missing": rows["missing"].map(labels),
         "Invalid": rows["dq_messages"].map("; ".join).where(rows["invalid"].map(bool), ""),
         "Cannot proceed without": rows["blocked"].fillna(""),
-        "Reporter contactable": rows["contactable"].map({True: "Yes", False: "No"}),
+        "Reporter contactable": rows["contactable"].map({True: "Yes", False: "No"}).where(
+            undelivered == "", "No: " + undelivered),
         "Information requested": rows["info_requested"].fillna(""),
         "Completed": rows["completed_at"].fillna(""),
         "Marked values": rows["problems"].map("; ".join),

@@ -1,14 +1,16 @@
+import os
 import sqlite3
+import stat
 import time
 import traceback
 
 import pandas as pd
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
 from connectors.base import AuditEvent, RawResponse
 from connectors.errors import StoreError
-from connectors.store import OutboxItem, Store
+from connectors.store import MAX_ATTEMPTS, SCHEMA_VERSION, OutboxItem, Store, runs
 
 T0 = pd.Timestamp("2026-11-20 10:00", tz="UTC")
 
@@ -55,7 +57,24 @@ def test_counters_never_reuse_numbers(tmp_path):
     assert Store.open(path).allocate("report", 3) == [1, 2, 3]
     assert Store.open(path).allocate("report", 2) == [4, 5]
     assert Store.open(path).allocate("pattern", 1) == [1]
-    assert Store.open(path).schema_version() == 1
+    assert Store.open(path).peek("pattern", 2) == [2, 3]  # not taken
+    Store.open(path).reserve("pattern", 2)
+    Store.open(path).reserve("pattern", 1)  # never down
+    assert Store.open(path).allocate("pattern", 1) == [3]
+    assert Store.open(path).schema_version() == SCHEMA_VERSION
+
+
+def test_a_schema_1_store_is_migrated_and_keeps_its_outbox(tmp_path):
+    path = tmp_path / "nearmiss.db"
+    store = Store.open(path)
+    store.enqueue([OutboxItem("ack:NM-000001", "acknowledgement", "NM-000001", ["a@x.org"],
+                              "S", "T")], T0)
+    with sqlite3.connect(path) as conn:  # as the first release left it
+        conn.execute("ALTER TABLE outbox DROP COLUMN next_attempt_at")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    store = Store.open(path)
+    assert store.schema_version() == SCHEMA_VERSION
+    assert [p["key"] for p in store.pending(T0)] == ["ack:NM-000001"]
 
 
 def test_outbox_is_idempotent_by_key(store):
@@ -63,14 +82,58 @@ def test_outbox_is_idempotent_by_key(store):
     assert len(store.enqueue([item, item], T0)) == 1
     assert store.enqueue([item], T0) == []
     assert [p["key"] for p in store.pending()] == ["ack:NM-000001"]
-    store.mark_failed("ack:NM-000001", "down")
+    store.mark_failed("ack:NM-000001", "down", T0)
     assert store.pending()[0]["attempts"] == 1
     store.mark_sent("ack:NM-000001", T0)
     assert store.pending() == []
     other = OutboxItem("ack:NM-000002", "acknowledgement", "NM-000002", ["x"], "S", "T")
     store.enqueue([other], T0)
-    store.mark_failed("ack:NM-000002", "refused", final=True)
+    store.mark_failed("ack:NM-000002", "refused", T0, final=True)
     assert store.pending() == []  # a final failure is not retried
+    assert store.outbox_frame().set_index("key")["given_up"].to_dict() == {
+        "ack:NM-000001": False, "ack:NM-000002": True}
+
+
+def test_a_temporary_refusal_waits_longer_each_time_then_gives_up(store):
+    store.enqueue([OutboxItem("ack:NM-000001", "acknowledgement", "NM-000001", ["a@x.org"],
+                              "S", "T")], T0)
+    at, waits = pd.Timestamp(T0), []
+    for _ in range(MAX_ATTEMPTS):
+        store.mark_failed("ack:NM-000001", "451 try again later", at)
+        due = pd.Timestamp(store.pending()[0]["next_attempt_at"]) if store.pending() else None
+        if due is None:
+            break
+        assert store.pending(due - pd.Timedelta(seconds=1)) == []
+        assert len(store.pending(due)) == 1
+        waits.append(due - at)
+        at = due
+    assert waits[:4] == [pd.Timedelta(minutes=m) for m in (15, 30, 60, 120)]
+    assert max(waits) == pd.Timedelta(hours=12)
+    assert store.pending() == [] and bool(store.outbox_frame()["given_up"].iloc[0])
+
+
+def test_an_atomic_block_commits_state_and_audit_together_or_not_at_all(store):
+    with pytest.raises(RuntimeError), store.atomic():
+        store.save_state("decision", {"NM-000001": {"dq_status": "complete"}}, T0)
+        store.audit([AuditEvent("report", "NM-000001", "received", "version 1")], T0)
+        raise RuntimeError("killed")
+    assert store.state("decision") == {} and store.audit_trail() == []
+    with store.atomic():
+        store.save_state("decision", {"NM-000001": {"dq_status": "complete"}}, T0)
+        store.audit([AuditEvent("report", "NM-000001", "received", "version 1")], T0)
+    assert list(store.state("decision")) == ["NM-000001"] and len(store.audit_trail()) == 1
+
+
+def test_a_run_left_running_is_interrupted_by_the_next(store):
+    first = store.begin_run(T0)
+    store.audit([AuditEvent("report", "NM-000001", "received", "v1")] * 2, T0)
+    second = store.begin_run(T0)
+    trail = store.audit_trail(str(first))
+    assert [e["event"] for e in trail] == ["run interrupted"]
+    assert trail[0]["reason"] == "the run stopped part-way: 2 received"
+    with store.engine.connect() as conn:
+        status = dict(conn.execute(select(runs.c.run_id, runs.c.status)).all())
+    assert (status[first], status[second]) == ("interrupted", "running")
 
 
 def test_reports_only_changed_ones_are_written(store):
@@ -237,3 +300,54 @@ def test_append_only_refusal_and_other_errors_stay_one_line(tmp_path):
         conn.execute(text("SELECT * FROM no_such_table WHERE x = :x"), {"x": SECRET})
     assert str(failed.value) == f"the store {path} could not be read (SQLITE_ERROR)"
     assert_still_readable(path)
+
+
+# -- file modes: the store holds names, emails and person references -----------------------
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)  # the usual umask, under which SQLite creates files 0644
+    yield
+    os.umask(old)
+
+
+def _journal_modes(path) -> dict[str, int]:
+    """The modes of the files SQLite creates beside the store while writing to it."""
+    modes = {}
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO counters (name, value) VALUES ('journal test', 1)")
+        journal = path.with_name(path.name + "-journal")  # exists while the write is open
+        modes["-journal"] = _mode(journal)
+        conn.execute("ROLLBACK")
+        assert conn.execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+        conn.execute("INSERT INTO counters (name, value) VALUES ('wal test', 1)")
+        for suffix in ("-wal", "-shm"):
+            modes[suffix] = _mode(path.with_name(path.name + suffix))
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+    return modes
+
+
+def test_a_new_store_and_its_journals_are_owner_only(tmp_path, umask_022):
+    path = tmp_path / "nearmiss.db"
+    store = filled(path)
+    assert _mode(path) == 0o600
+    store.engine.dispose()
+    assert _journal_modes(path) == {"-journal": 0o600, "-wal": 0o600, "-shm": 0o600}
+
+
+def test_an_existing_store_keeps_its_mode(tmp_path, umask_022):
+    path = tmp_path / "nearmiss.db"
+    filled(path).engine.dispose()
+    path.chmod(0o640)  # an operator shares it with a group that reads it
+    store = filled(path)
+    assert _mode(path) == 0o640
+    store.engine.dispose()
+    assert _journal_modes(path) == {"-journal": 0o640, "-wal": 0o640, "-shm": 0o640}

@@ -91,7 +91,9 @@ def test_smtp_refusing_then_dropping_loses_nothing_and_sends_nothing_twice(dep, 
     for i in range(3, 7):
         dep.add_google(f"2026-11-18 1{i}:00", email=f"staff{i}@example.org")
     smtp.reject_after = 2  # a temporary 451 after two messages
-    dep.run()
+    with pytest.raises(RunFailed, match=r"^\d+ emails not sent: the SMTP server refused the "
+                       r"message: 451 4\.3\.0 try again later; retried on a later run$"):
+        dep.run()
     assert len(smtp.messages) == 2
     store = Store.open(dep.folder / "nearmiss.db")
     owed = len(store.pending())
