@@ -12,9 +12,7 @@ import os
 import re
 import smtplib
 import ssl
-import stat
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -26,6 +24,7 @@ from typing import Any
 
 from connectors.base import Sender
 from connectors.errors import MailError
+from connectors.files import remove_stale_temp_files
 from domain.text import header_text, safe_text
 
 log = logging.getLogger(__name__)
@@ -83,38 +82,6 @@ _TEMP_NAMES = re.compile(
     rf"{re.escape(_TEMP_PREFIX)}[a-z0-9_]{{8}}{re.escape(_TEMP_SUFFIX)}"
     # earlier versions' name: no message is named so, as every key starts with its kind
     r"|\.[a-z0-9_]{8}\.eml")
-# Writing a message takes milliseconds. An older temporary file was left by a killed run
-# (SIGKILL skips every `finally`); a younger one may be another deployment's, writing into
-# the same folder under its own run lock.
-STALE_TEMP_SECONDS = 3600
-
-
-def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Remove the transport's temporary files in `folder` older than `older_than` seconds.
-
-    Only regular files named exactly as `EmlFolderTransport` names them; returns what was
-    removed. A file that cannot be removed is logged and left: tidying never stops sending.
-    """
-    removed: list[Path] = []
-    cutoff = time.time() - older_than
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        if not _TEMP_NAMES.fullmatch(entry.name):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            log.warning("cannot remove the stale temporary file %s: %s", entry.path,
-                        exc.strerror)
-    return removed
 
 
 class EmlFolderTransport:
@@ -140,7 +107,7 @@ class EmlFolderTransport:
         except OSError as exc:
             raise MailError(f"cannot create the outbox folder {self.folder}: {exc.strerror}",
                             stop_run=True) from None
-        remove_stale_temp_files(self.folder)
+        remove_stale_temp_files(self.folder, _TEMP_NAMES)
 
         def send(message: EmailMessage) -> None:
             name = re.sub(r"[^A-Za-z0-9._-]+", "_", str(message["X-Nearmiss-Key"]))

@@ -14,7 +14,6 @@ import os
 import re
 import stat
 import tempfile
-import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.errors import TrackerError
+from connectors.files import remove_stale_temp_files
 from domain.text import sheet_text
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,6 @@ NEW_TRACKER_MODE = 0o600
 # characters, and nothing else, so no file a person saved is ever taken for one.
 _TEMP_PREFIX, _TEMP_SUFFIX = ".tracker-", ".xlsx"
 _TEMP_NAME = re.compile(rf"{re.escape(_TEMP_PREFIX)}[a-z0-9_]{{8}}{re.escape(_TEMP_SUFFIX)}")
-# A save takes seconds. An older temporary file was left by a killed run (SIGKILL skips
-# every `finally`); a younger one may be another deployment's save in progress, as the run
-# lock is per store and two deployments may keep their trackers in one folder.
-STALE_TEMP_SECONDS = 3600
 
 
 def _set(ws: Worksheet, row: int, col: int, value: Cell) -> None:
@@ -145,7 +141,7 @@ class XlsxTracker:
     def _save(self, wb: Workbook) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp_files(self.path.parent)
+            remove_stale_temp_files(self.path.parent, _TEMP_NAME)
             fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX,
                                        dir=self.path.parent)
             try:
@@ -190,28 +186,3 @@ def _take_access_of(tmp: str, path: Path) -> None:
     os.chmod(tmp, stat.S_IMODE(old.st_mode))
 
 
-def remove_stale_temp_files(folder: Path, older_than: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Remove the tracker temporary files in `folder` older than `older_than` seconds.
-
-    Only regular files named exactly as `_save` names them; returns what was removed.
-    """
-    removed: list[Path] = []
-    cutoff = time.time() - older_than
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed  # the save that follows reports an unusable folder
-    for entry in entries:
-        if not _TEMP_NAME.fullmatch(entry.name):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except FileNotFoundError:
-            continue  # removed meanwhile
-        except OSError as exc:  # tidying up never stops the save
-            log.warning("cannot remove the stale temporary file %s: %s", entry.path,
-                        exc.strerror)
-    return removed
