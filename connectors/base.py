@@ -77,6 +77,8 @@ class Pull:
     # what the run line, the audit log and doctor should say about the read as a whole
     # (a column whose dates are in both orders, the encoding or delimiter found)
     warnings: list[str] = field(default_factory=list)
+    # nothing changed since `watermark`: nothing was read (questions and warnings unknown)
+    unchanged: bool = False
 
 
 class FormSource(Protocol):

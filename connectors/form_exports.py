@@ -80,6 +80,19 @@ def _read_error(name: str, path: Path, exc: Exception) -> SourceError:
     return SourceError(f"{name}: cannot read {path}: {exc}")
 
 
+def _read_bytes(name: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise _read_error(name, path, exc) from None
+
+
+def _digest(raw: bytes) -> str:
+    """An export's fingerprint, its watermark: a file unchanged since the last read is not
+    parsed again (hashing costs a fraction of reading it)."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
 def _key(title: str) -> str:
     """A header title compared as a person reads it: no case, spaces or byte-order mark."""
     return "".join(title.replace("\ufeff", "").split()).casefold()
@@ -256,10 +269,13 @@ class GoogleFormsCsvSource:
         self.name, self.path, self.tz, self.dayfirst = name, Path(path), tz, dayfirst
 
     def pull(self, watermark: str | None = None) -> Pull:
-        try:
-            raw = self.path.read_bytes()
-        except OSError as exc:
-            raise _read_error(self.name, self.path, exc) from None
+        raw = _read_bytes(self.name, self.path)
+        if _digest(raw) == watermark:
+            return Pull(responses=[], watermark=watermark, unchanged=True)
+        pulled = self._read(raw)
+        return Pull(pulled.responses, pulled.questions, _digest(raw), pulled.warnings)
+
+    def _read(self, raw: bytes) -> Pull:
         text, encoding = _decode(raw)
         warnings: list[str] = []
         if encoding:
@@ -380,11 +396,9 @@ class MicrosoftFormsXlsxSource:
         # Microsoft writes M/D/YYYY text in some locales; the values decide, this breaks ties
         self.dayfirst = dayfirst
 
-    def _rows(self) -> list[Sequence[object]]:
+    def _rows(self, raw: bytes) -> list[Sequence[object]]:
         try:
-            wb = load_workbook(self.path, read_only=True, data_only=True)
-        except OSError as exc:
-            raise _read_error(self.name, self.path, exc) from None
+            wb = load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a damaged or non-xlsx file
             raise SourceError(f"{self.name}: {self.path} is not a readable Excel workbook "
                               f"({type(exc).__name__})") from None
@@ -405,7 +419,14 @@ class MicrosoftFormsXlsxSource:
             wb.close()
 
     def pull(self, watermark: str | None = None) -> Pull:
-        rows = self._rows()
+        raw = _read_bytes(self.name, self.path)
+        if _digest(raw) == watermark:
+            return Pull(responses=[], watermark=watermark, unchanged=True)
+        pulled = self._read(raw)
+        return Pull(pulled.responses, pulled.questions, _digest(raw), pulled.warnings)
+
+    def _read(self, raw: bytes) -> Pull:
+        rows = self._rows(raw)
         # Rows above the table are skipped, as pandas did: the header is the first with text.
         top = next((i for i, r in enumerate(rows) if any(_cell_text(v) for v in r)), len(rows))
         width = max((len(r) for r in rows[top:]), default=0)

@@ -186,11 +186,18 @@ def capture(r: Run) -> None:
         except NearmissError as exc:
             r.failed(f"source {source.name}", exc)
             continue
+        warnings_key = f"warnings:{source.name}"
+        if pulled.unchanged:  # an export file as it was: what it said then still holds
+            r.summary.warnings += [f"{source.name}: {w}" for w in store.value(warnings_key)
+                                   or []]
+            continue
         with r.saving():
             store.set_value(full_key, today, r.now)
             added = store.add_raw(pulled.responses, r.now)
             if pulled.watermark:
                 store.set_value(key, pulled.watermark, r.now)
+            if pulled.warnings != (store.value(warnings_key) or []):
+                store.set_value(warnings_key, pulled.warnings, r.now)
             drift_events(r, source.name, pulled.questions)
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions

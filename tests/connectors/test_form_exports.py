@@ -556,3 +556,21 @@ def test_a_damaged_time_cell_marks_its_row_only(tmp_path):
         "invalid: Submitted: no date and time given")
     assert time_only.unreadable_timestamp == "09:00"
     assert year.notes[0].startswith("invalid: Submitted: '1850-01-01': the year 1850 is out")
+
+
+def test_an_export_unchanged_since_its_watermark_is_not_read_again(tmp_path):
+    csv_path = write_csv(tmp_path / "g.csv", [
+        {"Timestamp": "2026/09/14 9:41:12 AM GMT+1", "What happened?": "Wrong label"}])
+    xlsx_path = write_xlsx(tmp_path / "m.xlsx", ["ID", "Start time", "Completion time", "Q"],
+                           [[1, datetime(2026, 9, 14, 9), datetime(2026, 9, 14, 9, 5), "a"]])
+    marks = {}
+    for source in (GoogleFormsCsvSource("g", csv_path, TZ),
+                   MicrosoftFormsXlsxSource("m", xlsx_path, TZ)):
+        first = source.pull(None)
+        assert len(first.responses) == 1 and first.watermark.startswith("sha256:")
+        again = source.pull(first.watermark)
+        assert again.unchanged and again.responses == [] and again.watermark == first.watermark
+        marks[source.name] = first.watermark
+    csv_path.write_text(csv_path.read_text() + "2026/09/15 9:00:00 AM GMT+1,Another\n")
+    changed = GoogleFormsCsvSource("g", csv_path, TZ).pull(marks["g"])
+    assert not changed.unchanged and len(changed.responses) == 2
