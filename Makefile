@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-steps bench-runs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,17 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# bench: both benchmarks, one after the other (never in parallel: they time each other);
+# bench-steps: the heavy steps alone; bench-runs: whole `nearmiss run`s.
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/run.py
+
+bench-steps: $(VENV)/.installed-test
+	$(BIN)/python bench/pipeline.py
+
+bench-runs: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) demo-output build *.egg-info .pytest_cache .ruff_cache .hypothesis
