@@ -1,9 +1,14 @@
-"""The tracker as a local Excel workbook (openpyxl), for providers without a cloud account.
+"""The tracker as a local Excel workbook, for providers without a cloud account.
 
-The workbook is loaded once per run, changed in memory, and saved through a temporary file
-and an atomic rename, so a failure mid-save never leaves a half-written tracker. The new file
-takes the mode, owner and group of the one it replaces, so a tracker an operator made
-read-only or shared with a group stays that way.
+Reading uses python-calamine, a compiled reader many times faster than openpyxl on a long
+history, and gives each sheet's rows as openpyxl's ``values_only`` reading does (see
+`_row`). openpyxl, which keeps the workbook's formats, filters and validations, loads it only
+when a run has something to write, and the workbook is saved only when some cell's value
+really differs: a run with nothing new costs one fast read and no save.
+
+A save goes through a temporary file and an atomic rename, so a failure mid-save never
+leaves a half-written tracker. The new file takes the mode, owner and group of the one it
+replaces, so a tracker an operator made read-only or shared with a group stays that way.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from datetime import date, datetime, time
 from pathlib import Path
+from typing import Any
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.formatting.rule import CellIsRule
@@ -25,6 +32,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import IllegalCharacterError
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
+from python_calamine import CalamineError, CalamineWorkbook
 
 from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.errors import TrackerError
@@ -48,74 +56,174 @@ _TEMP_PREFIX, _TEMP_SUFFIX = ".tracker-", ".xlsx"
 _TEMP_NAME = re.compile(rf"{re.escape(_TEMP_PREFIX)}[a-z0-9_]{{8}}{re.escape(_TEMP_SUFFIX)}")
 
 
-def _set(ws: Worksheet, row: int, col: int, value: Cell) -> None:
+# OOXML text escapes a character as _xHHHH_, and Excel and calamine decode it when reading;
+# openpyxl writes text as given. So text that happens to contain such a sequence has its
+# underscore escaped (_x005F_), or "_x0041_" typed in a report would read back as "A".
+_ESCAPE_LIKE = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
+
+# Integral floats below this read back as int, as openpyxl reads a number stored without a
+# decimal point. Excel keeps 15 significant digits, so larger ones are stored as floats.
+_EXACT_INTEGERS = 10.0 ** 15
+
+
+def _row(values: list[Any]) -> list[Cell]:
+    """One row as openpyxl's ``values_only`` gives it.
+
+    calamine returns every number as a float, an empty cell as "", and a date-formatted
+    whole day as a `date`; openpyxl returns an int for a number stored without a fraction,
+    None, and a `datetime` at midnight. Times, durations, other datetimes, booleans and text
+    are alike. A formula cell reads as its last computed value (as the Sheets tracker reads
+    formatted values), an error cell as empty.
+    """
+    out: list[Cell] = []
+    for v in values:
+        kind = type(v)
+        if kind is str:
+            out.append(v or None)
+        elif kind is float:
+            out.append(int(v) if v.is_integer() and -_EXACT_INTEGERS < v < _EXACT_INTEGERS
+                       else v)
+        elif kind is date:
+            out.append(datetime.combine(v, time()))
+        else:
+            out.append(v)
+    return out
+
+
+def _set(ws: Worksheet, row: int, col: int, value: Cell) -> bool:
+    """Store `value` in a cell; True when the cell's value or type changed."""
+    cell = ws.cell(row=row, column=col)
+    before = (cell.value, cell.data_type)
     if isinstance(value, str):
         value = sheet_text(value)  # openpyxl raises on a control character, cuts long text
-    cell = ws.cell(row=row, column=col)
     try:
         cell.value = value
     except (IllegalCharacterError, ValueError, TypeError) as exc:
         # Their messages quote the value: submitted text never goes into an error.
         raise TrackerError(f"cannot store a value in cell {cell.coordinate} of sheet "
                            f"{ws.title!r} ({type(exc).__name__})") from None
-    if isinstance(value, str) and value.startswith("="):
-        # openpyxl stores any "=..." string as a formula; submitted text must stay text.
+    if isinstance(value, str):
+        # openpyxl stores "=..." as a formula and "#N/A" and the like as errors; submitted
+        # text must stay text (and an error cell reads back empty).
         cell.data_type = "s"
+        escaped = _ESCAPE_LIKE.sub("_x005F_", value)
+        if escaped != value:
+            # Set past openpyxl's check, which would cut the longer escaped form at the
+            # cell limit: the limit is on the text as read.
+            cell._value = escaped
+    after = (cell.value, cell.data_type)
+    return before != after or type(before[0]) is not type(after[0])
+
+
+_UNREAD = object()  # XlsxTracker._seen before any read
 
 
 class XlsxTracker:
+    """The Tracker protocol on a local .xlsx file."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._wb: Workbook | None = None
+        # The file as this instance last read or saved it (None: there was none). Writes are
+        # planned against that read: applied to a file changed since, they would land on
+        # rows a manager has since sorted, and the save would undo the manager's edits.
+        self._seen: Any = _UNREAD
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        """What tells one version of the file from another (None: there is no file)."""
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return info.st_ino, info.st_size, info.st_mtime_ns
+
+    def _not_readable(self, exc: BaseException) -> TrackerError:
+        return TrackerError(f"the tracker {self.path} is not a readable Excel workbook "
+                            f"({type(exc).__name__}): restore it from a backup or move it "
+                            "away to start a new one")
+
+    def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
+        """Every row (header first) of each spec's sheet that exists, read with calamine."""
+        self._wb = None  # a workbook loaded before may be older than the file
+        out: dict[str, list[list[Cell]]] = {}
+        try:
+            seen = self._signature()
+            if seen is not None:
+                with open(self.path, "rb"):  # an unreadable file fails here, by its cause
+                    pass
+                book = CalamineWorkbook.from_path(self.path)
+                titles = set(book.sheet_names)
+                for spec in specs:
+                    if spec.title in titles:
+                        rows = book.get_sheet_by_name(spec.title).to_python(
+                            skip_empty_area=False)  # rows and columns count from A1
+                        out[spec.title] = [_row(r) for r in rows]
+        except PermissionError:
+            raise TrackerError(f"no permission to open the tracker {self.path}") from None
+        except (CalamineError, ValueError, OSError) as exc:
+            raise self._not_readable(exc) from None
+        self._seen = seen
+        return out
 
     def _workbook(self) -> Workbook:
+        """The workbook to write to, loaded with openpyxl at the first write of the run."""
+        try:
+            now = self._signature()
+        except OSError as exc:
+            raise TrackerError(f"cannot write the tracker {self.path}: {exc.strerror}"
+                               ) from None
+        if self._seen is not _UNREAD and now != self._seen:
+            raise TrackerError(f"cannot write the tracker {self.path}: it changed after this "
+                               "run read it (saved in Excel meanwhile?); the next run brings "
+                               "it up to date")
         if self._wb is None:
-            if self.path.exists():
+            if now is None:
+                self._wb = Workbook()
+                self._wb.remove(self._wb.active)
+            else:
                 try:
                     self._wb = load_workbook(self.path)
                 except PermissionError:
-                    raise TrackerError(f"no permission to open the tracker {self.path}") from None
+                    raise TrackerError(f"no permission to open the tracker {self.path}"
+                                       ) from None
                 except (zipfile.BadZipFile, KeyError, ValueError, OSError, SyntaxError) as exc:
                     # SyntaxError: XML that does not parse (ElementTree's ParseError)
-                    raise TrackerError(f"the tracker {self.path} is not a readable Excel "
-                                       f"workbook ({type(exc).__name__}): restore it from a "
-                                       "backup or move it away to start a new one") from None
-            else:
-                self._wb = Workbook()
-                self._wb.remove(self._wb.active)
+                    raise self._not_readable(exc) from None
+            self._seen = now
         return self._wb
 
-    def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
-        wb = self._workbook()
-        out: dict[str, list[list[Cell]]] = {}
-        for spec in specs:
-            if spec.title in wb.sheetnames:
-                out[spec.title] = [list(r) for r in wb[spec.title].iter_rows(values_only=True)]
-        return out
-
     def write(self, writes: Sequence[SheetWrite]) -> None:
+        """Apply all changes; save only if some cell's value really changed."""
         writes = [w for w in writes if w]
         if not writes:
             return
         wb = self._workbook()
+        changed = False
         for w in writes:
-            ws = wb[w.spec.title] if w.spec.title in wb.sheetnames else wb.create_sheet(
-                w.spec.title)
+            if w.spec.title in wb.sheetnames:
+                ws = wb[w.spec.title]
+            else:
+                ws = wb.create_sheet(w.spec.title)
+                changed = True
             for col, title in w.header.items():
-                _set(ws, 1, col, title)
+                changed |= _set(ws, 1, col, title)
                 ws.cell(row=1, column=col).font = _HEADER_FONT
             for (row, col), value in w.cells.items():
-                _set(ws, row, col, value)
+                changed |= _set(ws, row, col, value)
             start = ws.max_row + 1 if ws.max_row > 1 or ws.cell(1, 1).value else 2
             for i, line in enumerate(w.append):
                 for col, value in enumerate(line, start=1):
                     if value is not None and value != "":
-                        _set(ws, start + i, col, value)
+                        changed |= _set(ws, start + i, col, value)
             if w.create:
                 self._format(ws, w.spec)
+                changed = True
             # Keep the filter covering every row, including those just appended.
             ws.auto_filter.ref = f"A1:{get_column_letter(ws.max_column)}{ws.max_row}"
-        self._save(wb)
+        if changed:
+            self._save(wb)
+            with contextlib.suppress(OSError):  # else the next write refuses: safe
+                self._seen = self._signature()  # the workbook in memory is now the file
 
     def _format(self, ws: Worksheet, spec: SheetSpec) -> None:
         ws.freeze_panes = "A2"

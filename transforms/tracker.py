@@ -10,12 +10,14 @@ manager values last seen in it. Columns the system does not know are never read 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from config.rules import Rules
@@ -93,20 +95,36 @@ SHEETS = [REPORTS, PATTERNS, ACTIONS, DATA_QUALITY]
 
 def cell_text(value: Cell) -> str:
     """A cell as comparable text: what a manager sees, whatever type the backend returns."""
-    if value is None:
+    if isinstance(value, str):  # most cells: first, as every cell of every read comes here
+        return value.strip()
+    if value is None or value is pd.NaT or value is pd.NA:
         return ""
-    if isinstance(value, float) and pd.isna(value):
-        return ""
+    if isinstance(value, np.bool_ | np.integer | np.floating):
+        value = value.item()  # as the connectors write numpy scalars: Python values
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if value.is_integer():
+            return str(int(value))
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d") if value.time() == time() else value.strftime(
             "%Y-%m-%d %H:%M")
     if isinstance(value, date):
         return value.strftime("%Y-%m-%d")
     return str(value).strip()
+
+
+def stored_text(value: Cell) -> str:
+    """The text a sheet gives back for `value` once written: what the plan compares.
+
+    Every tracker makes text safe and cuts it to the cell limit before writing it (Excel
+    keeps 32,767 characters; openpyxl cut longer text silently), so a value is compared in
+    that form: compared as given, a pattern whose "Report IDs" run past the limit differed
+    from its own cell on every run, and the whole workbook was saved again for it.
+    """
+    return cell_text(_cell(value))
 
 
 def _norm(title: Any) -> str:
@@ -219,23 +237,22 @@ def plan_sheet(state: SheetState, desired: pd.DataFrame, manager: dict[str, dict
     desired = desired.reindex(columns=[c for c in system if c in desired.columns])
     records = desired.astype(object).where(desired.notna(), None).to_dict("index")
     for key, wanted in records.items():
-        # Compared as the sheet will hold it: text it cannot hold as given would differ
-        # from what is read back, and be written again on every run.
-        wanted = {title: _cell(value) for title, value in wanted.items()}
         row = state.rows.get(key)
         if row is None:
             line: list[Cell] = [None] * width
             for title, col in columns.items():
-                line[col - 1] = wanted.get(title) if title in system else _cell(manager.get(
-                    key, {}).get(title) or None)
+                line[col - 1] = _cell(wanted.get(title)) if title in system else _cell(
+                    manager.get(key, {}).get(title) or None)
             line[columns[spec.key_column] - 1] = key
             write.append.append(line)
             (restored if key in manager or key in known else added).append(key)
             continue
         have = state.values.get(key, {})
         for title, value in wanted.items():
-            if cell_text(value) != have.get(title, ""):
-                write.cells[(row, columns[title])] = value
+            # Compared as the sheet holds it, and written in that form: text it cannot hold
+            # as given would differ from what is read back, and be written on every run.
+            if stored_text(value) != have.get(title, ""):
+                write.cells[(row, columns[title])] = _cell(value)
     return write, added, restored
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 import requests
 from google.oauth2 import service_account
@@ -23,7 +25,17 @@ from connectors.google_auth import HOSTS, SCOPES, GoogleClients
 from connectors.google_sheets import GoogleSheetsTracker
 from tests.fakes.google import GoogleFakeServer
 from tests.fakes.google_credentials import SA_EMAIL, private_key_pem
-from transforms.tracker import ACTIONS, DATA_QUALITY, PATTERNS, REPORTS, SHEETS, cell_text
+from transforms.tracker import (
+    ACTIONS,
+    DATA_QUALITY,
+    PATTERNS,
+    REPORTS,
+    SHEETS,
+    cell_text,
+    patterns_rows,
+    plan_sheet,
+    read_sheet,
+)
 
 SERVICE_ACCOUNT = SA_EMAIL
 STRUCTURE = "sheets.spreadsheets.batchUpdate"
@@ -262,6 +274,33 @@ def test_text_a_cell_cannot_hold_is_sent_safe_and_cut(server, clients, sid):
     assert sent[1][0]["values"] == [["tab\ufffdbed\ufffd"]]
     got = GoogleSheetsTracker(sid, clients).read([REPORTS])["Reports"]
     assert got[1][1:5] == [*row[1:], "tab\ufffdbed\ufffd"]
+
+
+def test_a_pattern_past_the_cell_limit_is_written_once(server, clients, sid):
+    """Its "Report IDs" run past the 32,767 characters the trackers keep: the next plan
+    compares the cut text it reads back with the cut text it wants, and sends nothing."""
+    members = [f"NM-{i:06d}" for i in range(1, 3001)]
+    patterns = pd.DataFrame([{
+        "pattern_id": "PT-0001", "rule_label": "same category at one service",
+        "key_label": "Medication, Oak House", "count": len(members), "members": members,
+        "first_at": pd.Timestamp("2026-09-07 08:00", tz="UTC"),
+        "last_at": pd.Timestamp("2026-11-15 23:35", tz="UTC"),
+        "display_status": "open", "reason": "reached 3 reports within 14 days"}])
+    desired = patterns_rows(patterns, ZoneInfo("Europe/London"))
+
+    def plan(tracker: GoogleSheetsTracker) -> SheetWrite:
+        state = read_sheet(PATTERNS, tracker.read([PATTERNS]).get(PATTERNS.title))
+        return plan_sheet(state, desired, {})[0]
+
+    first = GoogleSheetsTracker(sid, clients)
+    first.write([plan(first)])
+    assert len(server.sheets.get_values(sid, "Patterns!E2")[0][0]) == 32_767
+    server.reset_counters()
+    again = GoogleSheetsTracker(sid, clients)
+    write = plan(again)
+    again.write([write])
+    assert not write and counts(server) == {"sheets.spreadsheets.get": 1,
+                                            "sheets.spreadsheets.values.batchGet": 1}
 
 
 def test_none_clears_a_cell_and_is_left_empty_in_an_appended_row(server, clients, sid):

@@ -3,7 +3,10 @@ import stat
 import tempfile
 import time
 import zipfile
+from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -12,7 +15,7 @@ from openpyxl import Workbook, load_workbook
 from connectors.base import SheetWrite
 from connectors.errors import TrackerError
 from connectors.xlsx_tracker import XlsxTracker
-from transforms.tracker import REPORTS, plan_sheet, read_sheet
+from transforms.tracker import PATTERNS, REPORTS, patterns_rows, plan_sheet, read_sheet
 
 
 def test_created_sheet_has_frozen_header_filter_and_dropdowns(tmp_path):
@@ -157,8 +160,10 @@ def test_a_workbook_whose_xml_does_not_parse_is_a_clear_error(tmp_path):
     wb = Workbook()
     wb.active["A1"] = "\ufffe"  # openpyxl writes it, but it is not an XML 1.0 character
     wb.save(path)
+    tracker = XlsxTracker(path)
+    assert tracker.read([REPORTS]) == {}  # calamine reads it; only a write needs openpyxl
     with pytest.raises(TrackerError, match="not a readable Excel workbook"):
-        XlsxTracker(path).read([REPORTS])
+        tracker.write([HEADER_ONLY])
 
 
 # -- file access and temporary files ------------------------------------------------------------
@@ -253,12 +258,137 @@ def test_a_killed_runs_temporary_files_are_removed_by_the_next_save(tmp_path):
     assert load_workbook(path)["Reports"]["A2"].value == "NM-1"
 
 
-def test_a_failed_save_leaves_no_temporary_file(tmp_path):
+def test_a_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
     path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([HEADER_ONLY])
     tracker = XlsxTracker(path)
     tracker.read([REPORTS])
-    path.mkdir()  # the rename fails after the workbook was written to the temporary file
-    (path / "x").write_text("x")
+
+    def refuse(src, dst):
+        raise IsADirectoryError(21, "Is a directory")
+
+    # The rename fails after the workbook was written to the temporary file.
+    monkeypatch.setattr("connectors.xlsx_tracker.os.replace", refuse)
     with pytest.raises(TrackerError, match="cannot write the tracker"):
-        tracker.write([HEADER_ONLY])
+        tracker.write([SheetWrite(spec=REPORTS, cells={(2, 1): "NM-1"})])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tracker.xlsx"]
+
+
+# -- reading with calamine, as openpyxl reads --------------------------------------------------
+
+
+@pytest.mark.parametrize("epoch", [datetime(1899, 12, 30), datetime(1904, 1, 1)])
+def test_every_value_reads_as_openpyxl_reads_it(tmp_path, epoch):
+    path = tmp_path / "tracker.xlsx"
+    wb = Workbook()
+    wb.epoch = epoch
+    ws = wb.active
+    ws.title = "Reports"
+    values = [
+        1, -3, 0, 2.5, 1e-05, 0.1 + 0.2, 10**14, 1e20, True, False, "text", " spaced ",
+        "line\nbreak", "😀 ward", "0001", "TRUE", datetime(2026, 11, 20),
+        datetime(2026, 11, 20, 10, 30), datetime(2026, 3, 29, 1, 30, 15),
+        date(2026, 11, 20), dt_time(10, 30), timedelta(hours=30),
+    ]
+    for col, value in enumerate(values, start=2):  # from B3: rows and columns count from A1
+        ws.cell(3, col, value)
+        ws.cell(5, col, value)  # and a gap of one empty row
+    for col, fmt in enumerate(["yyyy-mm-dd", "dd/mm/yyyy hh:mm", "hh:mm", "[h]:mm:ss", "0%",
+                               "#,##0.00", "@", 'd" days"'], start=2):
+        cell = ws.cell(7, col, 45000.25 if col % 2 else 45000)
+        cell.number_format = fmt
+    wb.save(path)
+    expected = [list(r) for r in load_workbook(path)["Reports"].iter_rows(values_only=True)]
+    assert XlsxTracker(path).read([REPORTS])["Reports"] == expected
+
+
+def test_reading_never_loads_the_workbook_with_openpyxl(tmp_path, monkeypatch):
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([SheetWrite(spec=REPORTS, create=True,
+                                        header=dict(enumerate(REPORTS.columns, start=1)),
+                                        append=[["NM-000001", 1]])])
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("openpyxl loaded the workbook")
+
+    monkeypatch.setattr("connectors.xlsx_tracker.load_workbook", forbidden)
+    tracker = XlsxTracker(path)
+    assert tracker.read([REPORTS])["Reports"][1][:2] == ["NM-000001", 1]
+    tracker.write([SheetWrite(spec=REPORTS)])  # nothing to write: nothing loaded
+
+
+def test_text_a_spreadsheet_could_take_for_something_else_reads_back_as_written(tmp_path):
+    """openpyxl stores "#N/A" as an error (read back empty) and writes "_x0041_" as it is,
+    which Excel and calamine read as "A": each would differ from itself on every run."""
+    path = tmp_path / "tracker.xlsx"
+    texts = ["#N/A", "#DIV/0!", "=1+1", "_x0041_", "a_x005F_b_x000D_", "_xD800_", "1e5",
+             "_x0041_" * 4000]  # escaped, longer than a cell holds; as read, not
+    XlsxTracker(path).write([SheetWrite(spec=REPORTS, create=True,
+                                        header={1: "Report ID", 2: "What happened"},
+                                        append=[[f"NM-{i}", t] for i, t in enumerate(texts)])])
+    rows = XlsxTracker(path).read([REPORTS])["Reports"]
+    assert [r[1] for r in rows[1:]] == texts
+    ws = load_workbook(path)["Reports"]
+    assert {ws.cell(r, 2).data_type for r in range(2, len(texts) + 2)} == {"s"}
+
+
+def test_a_write_that_changes_no_value_saves_nothing(tmp_path):
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([SheetWrite(spec=REPORTS, create=True,
+                                        header={1: "Report ID", 2: "Version", 3: "Service"},
+                                        append=[["NM-1", 1, "#N/A"]])])
+    before = (path.stat().st_mtime_ns, path.read_bytes())
+    tracker = XlsxTracker(path)
+    tracker.read([REPORTS])
+    tracker.write([SheetWrite(spec=REPORTS, header={1: "Report ID"},
+                              cells={(2, 2): 1, (2, 3): "#N/A", (2, 4): None})])
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before
+    tracker.write([SheetWrite(spec=REPORTS, cells={(2, 2): 2})])
+    assert load_workbook(path)["Reports"]["B2"].value == 2
+
+
+def test_a_tracker_saved_by_someone_after_the_read_is_not_overwritten(tmp_path):
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([SheetWrite(spec=REPORTS, create=True,
+                                        header={1: "Report ID", 2: "Version", 3: "Mine"},
+                                        append=[["NM-1", 1], ["NM-2", 1]])])
+    tracker = XlsxTracker(path)
+    tracker.read([REPORTS])
+    wb = load_workbook(path)  # a manager sorts the rows and saves while the run works
+    ws = wb["Reports"]
+    ws["A2"], ws["A3"], ws["C2"] = "NM-2", "NM-1", "sorted"
+    wb.save(path)
+    with pytest.raises(TrackerError, match="changed after this run read it"):
+        tracker.write([SheetWrite(spec=REPORTS, cells={(2, 2): 2})])  # planned for NM-1
+    ws = load_workbook(path)["Reports"]
+    assert [[c.value for c in r] for r in ws.iter_rows(min_row=2)] == [
+        ["NM-2", 1, "sorted"], ["NM-1", 1, None]]
+
+
+def test_a_pattern_past_the_cell_limit_is_written_once(tmp_path):
+    """Its "Report IDs" run past Excel's 32,767 characters: cut with a note, read back as
+    cut, and never planned again."""
+    path = tmp_path / "tracker.xlsx"
+    members = [f"NM-{i:06d}" for i in range(1, 3001)]
+    patterns = pd.DataFrame([{
+        "pattern_id": "PT-0001", "rule_label": "same category at one service",
+        "key_label": "Medication, Oak House", "count": len(members), "members": members,
+        "first_at": pd.Timestamp("2026-09-07 08:00", tz="UTC"),
+        "last_at": pd.Timestamp("2026-11-15 23:35", tz="UTC"),
+        "display_status": "open", "reason": "reached 3 reports within 14 days on 2026-09-06"}])
+    desired = patterns_rows(patterns, ZoneInfo("Europe/London"))
+    assert len(desired.iloc[0]["Report IDs"]) > 32_767
+
+    def plan() -> SheetWrite:
+        state = read_sheet(PATTERNS, XlsxTracker(path).read([PATTERNS]).get(PATTERNS.title))
+        return plan_sheet(state, desired, {})[0]
+
+    XlsxTracker(path).write([plan()])
+    ids = load_workbook(path)["Patterns"]["E2"].value
+    assert len(ids) == 32_767 and ids.endswith("[cut: 32,998 characters; the full text is in "
+                                               "the store]")
+    before = path.stat().st_mtime_ns
+    again = plan()
+    assert not again
+    XlsxTracker(path).write([again])
+    assert path.stat().st_mtime_ns == before

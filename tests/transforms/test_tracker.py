@@ -1,14 +1,21 @@
+from zoneinfo import ZoneInfo
+
+import numpy as np
 import pandas as pd
 
+from domain.text import sheet_text
 from transforms.tracker import (
     ACTIONS,
+    PATTERNS,
     REPORTS,
     assign_ids,
     cell_text,
     manager_changes,
     merge_writes,
+    patterns_rows,
     plan_sheet,
     read_sheet,
+    stored_text,
 )
 
 HEADER = REPORTS.columns
@@ -152,3 +159,43 @@ def test_a_restored_row_carries_safe_manager_values():
     write, _, restored = plan_sheet(read_sheet(REPORTS, [HEADER]), hostile_desired(), manager)
     assert restored == ["NM-000001"]
     assert write.append[0][HEADER.index("Outcome for reporter")] == "New check\ufffd at handover"
+
+
+# -- equal values are never changes ------------------------------------------------------------
+
+
+def test_values_compare_as_the_sheet_gives_them_back():
+    long = "NM-000001, " * 3000
+    held = stored_text(long)
+    assert held == cell_text(sheet_text(long)) and len(held) <= 32_767 and held != long.strip()
+    assert stored_text("line\r\nbreak ") == "line\nbreak"
+    assert stored_text(np.int64(3000)) == cell_text(3000.0) == "3000"  # calamine: floats
+    assert stored_text(np.bool_(True)) == "TRUE" and stored_text(np.float64("nan")) == ""
+    assert stored_text(pd.NaT) == stored_text(None) == ""
+
+
+def test_a_pattern_whose_report_ids_pass_the_cell_limit_is_planned_once():
+    members = [f"NM-{i:06d}" for i in range(1, 3001)]
+    patterns = pd.DataFrame([{
+        "pattern_id": "PT-0001", "rule_label": "same category at one service",
+        "key_label": "Medication, Oak House", "count": len(members), "members": members,
+        "first_at": pd.Timestamp("2026-09-07 08:00", tz="UTC"),
+        "last_at": pd.Timestamp("2026-11-15 23:35", tz="UTC"),
+        "display_status": "open", "reason": "reached 3 reports within 14 days"}])
+    desired = patterns_rows(patterns, ZoneInfo("Europe/London"))
+    first, added, _ = plan_sheet(read_sheet(PATTERNS, None), desired, {})
+    assert added == ["PT-0001"]
+    line = first.append[0]
+    ids = line[PATTERNS.columns.index("Report IDs")]
+    assert len(ids) == 32_767 and ids.endswith("[cut: 32,998 characters; the full text is in "
+                                               "the store]")
+    # The sheet holds what was written; the count reads back as a float from calamine.
+    held = [v if not isinstance(v, int) else float(v) for v in line]
+    again, added, restored = plan_sheet(read_sheet(PATTERNS, [PATTERNS.columns, held]),
+                                        desired, {})
+    assert not again and added == restored == []
+    # A pattern that grew is written again, cut the same way.
+    grown = desired.assign(**{"Report IDs": desired["Report IDs"] + ", NM-003001"})
+    write, _, _ = plan_sheet(read_sheet(PATTERNS, [PATTERNS.columns, held]), grown, {})
+    col = PATTERNS.columns.index("Report IDs") + 1
+    assert list(write.cells) == [(2, col)] and "[cut: 33,009 characters" in write.cells[(2, col)]
