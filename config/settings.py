@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from config.rules import Rules
@@ -59,7 +60,56 @@ class _Strict(BaseModel):
 
 
 class StoreSettings(_Strict):
-    path: RelPath = Path("nearmiss.db")
+    """Where the store is: a SQLite file (`path`, the default) or a PostgreSQL database
+    (`url`, its password in the variable `password_env` names, never in the YAML)."""
+
+    path: RelPath | None = None
+    url: str | None = None
+    password_env: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_file_unless_a_server(cls, data: Any) -> Any:
+        # `{}` (no store section) is the SQLite file beside the config, as it always was.
+        if isinstance(data, dict) and data.get("path") is None and data.get("url") is None:
+            return {**data, "path": Path("nearmiss.db")}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url  # only a server store needs it
+
+        try:
+            url = make_url(value)
+        except Exception:  # ArgumentError, or a ValueError from a bad port
+            raise ValueError("not a database URL: write it as "
+                             "postgresql+psycopg://user@host:5432/database") from None
+        if url.get_backend_name() != "postgresql" or url.get_driver_name() not in (
+                "psycopg", "postgresql"):  # the bare scheme means psycopg here
+            raise ValueError(f"{url.drivername!r} is not supported: use a PostgreSQL URL, "
+                             "postgresql+psycopg://user@host:5432/database (or store.path "
+                             "for a SQLite file)")
+        if url.password is not None:
+            raise ValueError("the URL holds a password: remove it and name the environment "
+                             "variable that holds it in store.password_env")
+        if not url.database:
+            raise ValueError("no database named: end the URL with /database")
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> StoreSettings:
+        if self.path is not None and self.url is not None:
+            raise ValueError("give either path (a SQLite file) or url (a PostgreSQL "
+                             "database), not both")
+        if self.password_env is not None and self.url is None:
+            raise ValueError("password_env is only for a PostgreSQL store (store.url)")
+        return self
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
 
 
 class _Source(_Strict):
@@ -338,9 +388,10 @@ def _uses_google(settings: Settings) -> bool:
 
 
 def credential_problems(settings: Settings) -> list[tuple[str, str]]:
-    """The secrets (SMTP password variable) and credential files (Google) that the
-    connectors of `settings` need and that are missing, as `(key, message)` pairs."""
-    out: list[tuple[str, str]] = []
+    """The secrets (database and SMTP password variables) and credential files (Google)
+    that the connectors of `settings` need and that are missing, as `(key, message)`
+    pairs."""
+    out = store_credential_problems(settings.store)
     transport = settings.mail.transport
     if isinstance(transport, Smtp) and transport.password_env and not transport.password():
         out.append(("mail.transport.password_env", f"environment variable "
@@ -348,6 +399,15 @@ def credential_problems(settings: Settings) -> list[tuple[str, str]]:
     if _uses_google(settings) and settings.google is not None:
         out += _google_credentials(settings.google)
     return out
+
+
+def store_credential_problems(store: StoreSettings) -> list[tuple[str, str]]:
+    """The database password a PostgreSQL store needs, if its variable is not set; also
+    what `nearmiss migrate` and `nearmiss store copy` check, which need no other secret."""
+    if store.password_env and not store.password():
+        return [("store.password_env", f"environment variable {store.password_env} is not "
+                 "set: export the database password in it")]
+    return []
 
 
 def _google_credentials(google: GoogleSettings) -> list[tuple[str, str]]:

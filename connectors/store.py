@@ -1,4 +1,4 @@
-"""The local store: a SQLite file through SQLAlchemy Core, schema created and versioned here.
+"""The store: a SQLite file, or a PostgreSQL database, through the same SQLAlchemy Core code.
 
 What it keeps:
 - `raw_responses`: every version of every submission, append-only (a trigger refuses
@@ -11,7 +11,12 @@ What it keeps:
 - `outbox`: emails owed, keyed by an idempotency key so nothing is queued or sent twice;
 - `audit`: append-only log of every automated decision and every manager change seen.
 
-Timestamps are stored as ISO-8601 UTC text so the file reads the same from any tool.
+Timestamps are stored as ISO-8601 UTC text so the store reads the same from any tool; text
+that is compared or sorted compares byte by byte on both backends (collation "C" on
+PostgreSQL), so ids, sources and times order the same whatever the database's locale. JSON
+columns are PostgreSQL's `json`, not `jsonb`: like SQLite it keeps the text as written (key
+order, numbers, a `\\u0000` a submission carried), and nothing queries inside it. The
+schema is versioned by the alembic migrations of the `migrations` package.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import (
@@ -49,99 +54,108 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 
 from connectors.base import AuditEvent, RawResponse
 from connectors.errors import StoreError
 
+if TYPE_CHECKING:
+    from config.settings import StoreSettings
+    from migrations import Status
+
+# The `meta` schema_version releases before versioned migrations wrote and read; the
+# schema itself is versioned by the migrations (`migrations.head()`).
 SCHEMA_VERSION = 2
 # A message refused this often (about two days of a growing delay) is left for a person.
 MAX_ATTEMPTS = 10
 RETRY_FIRST, RETRY_CAP = pd.Timedelta(minutes=15), pd.Timedelta(hours=12)
 
+# Text that is compared or sorted: byte order on PostgreSQL too (see the module docstring).
+Str = String().with_variant(String(collation="C"), "postgresql")
+
 metadata = MetaData()
 
-meta = Table("meta", metadata, Column("key", String, primary_key=True), Column("value", Text))
+meta = Table("meta", metadata, Column("key", Str, primary_key=True), Column("value", Text))
 
 runs = Table(
     "runs", metadata,
     Column("run_id", Integer, primary_key=True, autoincrement=True),
-    Column("started_at", String, nullable=False),
-    Column("finished_at", String),
-    Column("status", String, nullable=False),
+    Column("started_at", Str, nullable=False),
+    Column("finished_at", Str),
+    Column("status", Str, nullable=False),
     Column("summary", JSON),
 )
 
 raw_responses = Table(
     "raw_responses", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("source", String, nullable=False),
-    Column("response_id", String, nullable=False),
+    Column("source", Str, nullable=False),
+    Column("response_id", Str, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("content_hash", String, nullable=False),
-    Column("submitted_at", String, nullable=False),
+    Column("content_hash", Str, nullable=False),
+    Column("submitted_at", Str, nullable=False),
     Column("payload", JSON, nullable=False),
-    Column("first_seen", String, nullable=False),
+    Column("first_seen", Str, nullable=False),
     Column("run_id", Integer),
     UniqueConstraint("source", "response_id", "version"),
 )
 
 counters = Table(
     "counters", metadata,
-    Column("name", String, primary_key=True),
+    Column("name", Str, primary_key=True),
     Column("value", Integer, nullable=False),
 )
 
 response_links = Table(
     "response_links", metadata,
-    Column("source", String, primary_key=True),
-    Column("response_id", String, primary_key=True),
-    Column("report_id", String, nullable=False, index=True),
-    Column("linked_at", String, nullable=False),
-    Column("how", String, nullable=False),  # "new" or "reference"
+    Column("source", Str, primary_key=True),
+    Column("response_id", Str, primary_key=True),
+    Column("report_id", Str, nullable=False, index=True),
+    Column("linked_at", Str, nullable=False),
+    Column("how", Str, nullable=False),  # "new" or "reference"
 )
 
 reports = Table(
     "reports", metadata,
-    Column("report_id", String, primary_key=True),
+    Column("report_id", Str, primary_key=True),
     Column("version", Integer, nullable=False),
-    Column("data_hash", String, nullable=False),
+    Column("data_hash", Str, nullable=False),
     Column("data", JSON, nullable=False),
-    Column("updated_at", String, nullable=False),
+    Column("updated_at", Str, nullable=False),
 )
 
 entity_state = Table(
     "entity_state", metadata,
-    Column("kind", String, primary_key=True),
-    Column("entity_id", String, primary_key=True),
+    Column("kind", Str, primary_key=True),
+    Column("entity_id", Str, primary_key=True),
     Column("data", JSON, nullable=False),
-    Column("updated_at", String, nullable=False),
+    Column("updated_at", Str, nullable=False),
 )
 
 outbox = Table(
     "outbox", metadata,
-    Column("key", String, primary_key=True),
-    Column("kind", String, nullable=False),
-    Column("entity_id", String, nullable=False, index=True),
+    Column("key", Str, primary_key=True),
+    Column("kind", Str, nullable=False),
+    Column("entity_id", Str, nullable=False, index=True),
     Column("recipients", JSON, nullable=False),
     Column("subject", Text, nullable=False),
     Column("body_text", Text, nullable=False),
     Column("body_html", Text),
-    Column("created_at", String, nullable=False),
-    Column("sent_at", String),
+    Column("created_at", Str, nullable=False),
+    Column("sent_at", Str),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
-    Column("next_attempt_at", String),  # a temporary refusal waits until then (schema 2)
+    Column("next_attempt_at", Str),  # a temporary refusal waits until then (schema 2)
 )
 
 audit = Table(
     "audit", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", String, nullable=False),
+    Column("at", Str, nullable=False),
     Column("run_id", Integer),
-    Column("entity", String, nullable=False),
-    Column("entity_id", String, nullable=False, index=True),
-    Column("event", String, nullable=False),
+    Column("entity", Str, nullable=False),
+    Column("entity_id", Str, nullable=False, index=True),
+    Column("event", Str, nullable=False),
     Column("reason", Text, nullable=False),
     Column("details", JSON),
 )
@@ -210,6 +224,177 @@ def store_error(error: sqlite3.Error, path: Path | str, *, reading: bool = False
     return StoreError(" ".join(message.splitlines()))  # a path may hold a newline
 
 
+# A failed connection carries no SQLSTATE: libpq's (or the server's FATAL) text says why.
+_PG_CONNECT_CAUSES = (
+    ("login", re.compile(r"password authentication failed|no password supplied|"
+                         r"role \".*\" does not exist|pg_hba\.conf|authentication failed",
+                         re.S)),
+    ("database", re.compile(r"database \".*\" does not exist", re.S)),
+    ("full", re.compile(r"too many (connections|clients)|remaining connection slots", re.S)),
+    ("unreachable", re.compile(r"Connection refused|could not translate host name|"
+                               r"timeout expired|No route to host|Network is unreachable|"
+                               r"could not connect|Name or service not known", re.S)),
+    ("lost", re.compile(r"server closed the connection|terminating connection|"
+                        r"connection is lost|consuming input failed|the connection is closed",
+                        re.S)),
+)
+
+
+def pg_store_error(error: Exception, name: str, *, reading: bool = False) -> StoreError:
+    """The one-line StoreError, naming the cause and the fix, for psycopg's `error` on the
+    PostgreSQL store `name` (its URL, which holds no password).
+
+    The cause comes from the SQLSTATE (from libpq's message when a connection failed and
+    there is none), so the line never carries SQL, parameters or stored data.
+    """
+    state = getattr(error, "sqlstate", None) or ""
+    kind = type(error).__name__
+    said = str(error) if not state else ""  # with a SQLSTATE, the message may quote data
+    connect = next((cause for cause, words in _PG_CONNECT_CAUSES if words.search(said)), None)
+    primary = getattr(getattr(error, "diag", None), "message_primary", None) or ""
+    if connect == "login" or state in ("28000", "28P01"):
+        message = (f"the database server refused the login to the store {name}: check the user "
+                   "in store.url and the password in the variable store.password_env names")
+    elif connect == "database" or state == "3D000":
+        message = (f"the database of the store {name} does not exist: create it (createdb) or "
+                   "correct the database name at the end of store.url")
+    elif connect == "unreachable":
+        message = (f"cannot reach the database server of the store {name}: check that it is "
+                   "running and that the host and port in store.url are right, then run again")
+    elif connect == "full" or state == "53300":
+        message = (f"the database server of the store {name} accepts no more connections: "
+                   "wait for others to close (or raise max_connections) and run again")
+    elif connect == "lost" or state.startswith("08") or state in ("57P01", "57P02", "57P03"):
+        message = (f"the connection to the store {name} was lost (the server stopped or "
+                   "restarted?): run again once it is back (nothing stored was lost)")
+    elif state == "25006":
+        message = (f"the store {name} is read-only (a standby server, or a read-only "
+                   "transaction or database): point store.url at the primary server, or "
+                   "allow writes")
+    elif state in ("53100", "53200", "53400"):
+        message = (f"the database server of the store {name} is out of disk space or memory "
+                   f"({kind}): free some on the server and run again (nothing stored was lost)")
+    elif state in ("40001", "40P01"):
+        message = (f"the store {name} was changed by another program at the same moment "
+                   f"({kind}): run again (nothing stored was lost)")
+    elif state == "55P03":
+        message = (f"the store {name} is locked by another program (a long transaction or a "
+                   "migration?): let it finish and run again")
+    elif state == "42501":
+        message = (f"the database user of the store {name} lacks a permission on its tables: "
+                   "grant it SELECT, INSERT, UPDATE and DELETE on them (or connect as their "
+                   "owner)")
+    elif state.startswith("XX"):
+        message = (f"the store {name} is damaged ({kind}): restore the database from a "
+                   "backup")
+    elif state == "23001" and (refused := _APPEND_ONLY_REFUSAL.match(primary)):
+        message = (f"the store {name} refused to change or delete stored rows "
+                   f"({refused.group(1)} is append-only): nothing was changed")
+    else:
+        message = f"the store {name} could not be {'read' if reading else 'written'} ({kind})"
+    return StoreError(" ".join(message.splitlines()))
+
+
+def _reading(ctx: ExceptionContext) -> bool:
+    return (ctx.statement or "").lstrip()[:6].upper() in ("SELECT", "PRAGMA")
+
+
+def sqlite_engine(path: Path, *, busy_timeout: float = 10.0) -> Engine:
+    """An engine on the SQLite file `path` (created owner-only if missing), whose errors are
+    one-line StoreErrors. `busy_timeout`: see `Store.open`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the folder of the store {path} "
+            f"({exc.strerror or type(exc).__name__}): create it, or point store.path at a "
+            "folder the user that runs nearmiss can write to") from None
+    try:
+        # The store holds names, emails and person references: a new one is created
+        # owner-only (chmod, as the umask may cut touch's mode) before SQLite opens it,
+        # which would create it 0644 under the usual umask. SQLite gives its -journal,
+        # -wal and -shm files the database file's mode. An existing file keeps its own.
+        path.touch(mode=0o600, exist_ok=False)
+        path.chmod(0o600)
+    except FileExistsError:
+        pass  # a folder in its place is SQLite's "cannot be opened" below
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store {path} ({exc.strerror or type(exc).__name__}): "
+            "point store.path at a folder the user that runs nearmiss can write to"
+        ) from None
+    engine = create_engine(f"sqlite:///{path}")
+    timeout_ms = max(0, round(busy_timeout * 1000))
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={timeout_ms}")
+        cur.close()
+
+    @event.listens_for(engine, "handle_error", retval=True)
+    def _one_line(ctx: ExceptionContext) -> BaseException | None:
+        # Every failure of a statement, a connect, a COMMIT or a ROLLBACK passes here;
+        # what is returned is raised in place of SQLAlchemy's error, whose text carries
+        # the SQL and its parameters (report data).
+        orig = ctx.original_exception
+        if not isinstance(orig, sqlite3.Error):
+            return None  # not SQLite's: a bug, reported as an internal error
+        return store_error(orig, path, reading=_reading(ctx))
+
+    return engine
+
+
+def postgresql_engine(url: str, password: str | None = None, *, lock_timeout: float = 10.0,
+                      application_name: str = "nearmiss") -> Engine:
+    """An engine on the PostgreSQL store at `url` (a store.url: no password in it), whose
+    errors are one-line StoreErrors naming `url`.
+
+    `lock_timeout` is how many seconds a statement waits for a lock another program holds
+    on a table before the run gives up with a "locked" error, as SQLite's busy timeout.
+    Connecting gives up after 10 seconds unless the URL says `connect_timeout`.
+    """
+    import psycopg  # only a PostgreSQL store needs the driver
+
+    address = make_url(url).set(drivername="postgresql+psycopg")
+    if password is not None:
+        address = address.set(password=password)
+    # Settings go in libpq's `options`, so each connection starts with them (a SET would be
+    # undone by the rollback of its first transaction); the URL's own options come first.
+    given = address.query.get("options", "")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    args: dict[str, Any] = {"options": f"{given} -c lock_timeout={round(lock_timeout * 1000)}"
+                                       .strip()}
+    for key, value in (("connect_timeout", 10), ("application_name", application_name)):
+        if key not in address.query:
+            args[key] = value
+    engine = create_engine(address.difference_update_query(["options"]), connect_args=args)
+
+    @event.listens_for(engine, "handle_error", retval=True)
+    def _one_line(ctx: ExceptionContext) -> BaseException | None:
+        orig = ctx.original_exception  # see sqlite_engine: never SQL nor parameters
+        if not isinstance(orig, psycopg.Error):
+            return None
+        return pg_store_error(orig, url, reading=_reading(ctx))
+
+    return engine
+
+
+def advisory_key(conn: Connection, purpose: str) -> int:
+    """The PostgreSQL advisory lock key for `purpose` ("run", "migrate") on the store that
+    `conn` reaches.
+
+    An advisory lock is already scoped to one database; the key adds the schema the store's
+    tables are created in (the first of the search path). So every machine that reaches one
+    store agrees on the key however its URL is spelled (a host name or an address, another
+    user), and stores in two schemas of one database do not block each other.
+    """
+    schema = conn.execute(select(func.current_schema())).scalar_one()
+    digest = hashlib.blake2b(f"nearmiss {purpose} {schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 @dataclass(frozen=True)
 class RawAdded:
     new: int = 0
@@ -230,10 +415,11 @@ class OutboxItem:
 
 
 class Store:
-    """All reads and writes of the SQLite file; one instance per run."""
+    """All reads and writes of the store; one instance per run."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, name: str | None = None) -> None:
         self.engine = engine
+        self.name = name or engine.url.render_as_string(hide_password=True)  # for messages
         self.run_id: int | None = None
         self._conn: Connection | None = None  # the transaction of an `atomic` block
 
@@ -258,88 +444,109 @@ class Store:
         return nullcontext(self._conn) if self._conn is not None else self.engine.connect()
 
     @classmethod
-    def open(cls, path: Path, *, busy_timeout: float = 10.0) -> Store:
-        """Open (creating or migrating) the store at `path`.
+    def connect(cls, where: Path | StoreSettings, *, busy_timeout: float = 10.0) -> Store:
+        """The store at `where` (a SQLite file, or the config's store settings), its schema
+        not looked at: `open` is what a run uses.
 
         `busy_timeout` is how many seconds a statement waits for another program's lock on
-        the file before the run gives up with a "locked" error.
+        the file (on a PostgreSQL table) before the run gives up with a "locked" error.
         """
+        if isinstance(where, Path):
+            return cls(sqlite_engine(where, busy_timeout=busy_timeout), str(where))
+        if where.url is None:
+            assert where.path is not None  # the settings hold one or the other
+            return cls(sqlite_engine(where.path, busy_timeout=busy_timeout), str(where.path))
+        if where.password_env and where.password() is None:
+            # `nearmiss explain` loads the config without the credential check
+            raise StoreError(f"store.password_env: environment variable {where.password_env} "
+                             "is not set: export the database password in it")
+        return cls(postgresql_engine(where.url, where.password(), lock_timeout=busy_timeout),
+                   where.url)
+
+    @classmethod
+    def open(cls, where: Path | StoreSettings, *, busy_timeout: float = 10.0,
+             upgrade: bool | None = None) -> Store:
+        """Open the store at `where` (see `connect`) and check its schema against this
+        release's migrations (`check_schema`)."""
+        store = cls.connect(where, busy_timeout=busy_timeout)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the folder of the store {path} "
-                f"({exc.strerror or type(exc).__name__}): create it, or point store.path at a "
-                "folder the user that runs nearmiss can write to") from None
-        try:
-            # The store holds names, emails and person references: a new one is created
-            # owner-only (chmod, as the umask may cut touch's mode) before SQLite opens it,
-            # which would create it 0644 under the usual umask. SQLite gives its -journal,
-            # -wal and -shm files the database file's mode. An existing file keeps its own.
-            path.touch(mode=0o600, exist_ok=False)
-            path.chmod(0o600)
-        except FileExistsError:
-            pass  # a folder in its place is SQLite's "cannot be opened" below
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the store {path} ({exc.strerror or type(exc).__name__}): "
-                "point store.path at a folder the user that runs nearmiss can write to"
-            ) from None
-        engine = create_engine(f"sqlite:///{path}")
-        timeout_ms = max(0, round(busy_timeout * 1000))
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={timeout_ms}")
-            cur.close()
-
-        @event.listens_for(engine, "handle_error", retval=True)
-        def _one_line(ctx: ExceptionContext) -> BaseException | None:
-            # Every failure of a statement, a connect, a COMMIT or a ROLLBACK passes here;
-            # what is returned is raised in place of SQLAlchemy's error, whose text carries
-            # the SQL and its parameters (report data).
-            orig = ctx.original_exception
-            if not isinstance(orig, sqlite3.Error):
-                return None  # not SQLite's: a bug, reported as an internal error
-            statement = (ctx.statement or "").lstrip()[:6].upper()
-            return store_error(orig, path, reading=statement in ("SELECT", "PRAGMA"))
-
-        store = cls(engine)
-        store.migrate()
+            store.check_schema(upgrade=upgrade)
+        except BaseException:
+            store.close()
+            raise
         return store
+
+    def close(self) -> None:
+        """Close the store's connections (a PostgreSQL server counts them)."""
+        self.engine.dispose()
+
+    @property
+    def backend(self) -> str:
+        """The backend: "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
 
     # -- schema -----------------------------------------------------------------------------
 
-    def migrate(self) -> None:
-        """Create the schema, or bring an older file up to SCHEMA_VERSION."""
-        with self.engine.begin() as conn:
-            metadata.create_all(conn, tables=[meta])
-            row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
-            current = int(row[0]) if row else 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(f"the store was written by a newer Nearmiss Loop (schema "
-                                 f"{current}, this one knows {SCHEMA_VERSION}): upgrade first")
-            if current < 1:
-                metadata.create_all(conn)
-                if conn.dialect.name == "sqlite":
-                    for table in _APPEND_ONLY:
-                        for op in ("UPDATE", "DELETE"):
-                            conn.execute(text(
-                                f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} "
-                                f"BEFORE {op} ON {table} BEGIN "
-                                f"SELECT RAISE(ABORT, '{table} is append-only'); END"))
-                conn.execute(insert(meta).values(key="schema_version",
-                                                 value=str(SCHEMA_VERSION)))
-                return
-            if current < 2:
-                conn.execute(text("ALTER TABLE outbox ADD COLUMN next_attempt_at VARCHAR"))
-            if current < SCHEMA_VERSION:
-                conn.execute(update(meta).where(meta.c.key == "schema_version").values(
-                    value=str(SCHEMA_VERSION)))
+    def schema_status(self) -> Status:
+        """Where the store's schema stands against this release's migrations."""
+        import migrations
+
+        with self._read() as conn:
+            return migrations.status(conn)
+
+    def check_schema(self, *, upgrade: bool | None = None) -> None:
+        """Make sure the store has the schema this release needs, or stop with one line.
+
+        An empty store (a new SQLite file, an empty database) is created at the newest
+        revision, so a first run just works. A store behind it is migrated when `upgrade`
+        says so, by default for a SQLite file only: one machine's own file, used by one
+        installed release, migrated in one transaction when that release first opens it,
+        as it always was. A PostgreSQL store may be shared by machines not all upgraded
+        yet, and its user may not be allowed to change tables: `nearmiss migrate` does it,
+        and until then a run stops, saying so. A store a newer release wrote is refused.
+        """
+        state = self.schema_status()
+        if state.at_head:
+            return
+        self._refuse_unknown(state)
+        if state.empty or (upgrade if upgrade is not None else self.backend == "sqlite"):
+            self.migrate()
+            return
+        raise StoreError(f"the store {self.name} is at revision {state.revision()}, this "
+                         f"release needs {state.head}: run `nearmiss migrate`")
+
+    def migrate(self) -> tuple[str, str]:
+        """Bring the schema to this release's newest revision (creating an empty store,
+        adopting one from a release before versioned migrations), in one transaction that
+        no other process migrates alongside. Returns the revisions before and after."""
+        import migrations
+
+        with self.engine.connect() as conn:
+            if self.backend == "sqlite":
+                # pysqlite runs DDL outside any transaction unless one is begun explicitly;
+                # IMMEDIATE takes the file's write lock now, so a second process waits.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:  # two machines' first runs on one empty database: one creates it
+                conn.execute(select(func.pg_advisory_xact_lock(advisory_key(conn, "migrate"))))
+            state = migrations.status(conn)  # again, now that no one else migrates
+            self._refuse_unknown(state)
+            migrations.upgrade(conn)
+            conn.commit()
+        return state.revision(), state.head
+
+    def _refuse_unknown(self, state: Status) -> None:
+        if state.known:
+            return
+        if state.current is not None or (state.legacy or 0) > SCHEMA_VERSION:
+            raise StoreError(f"the store {self.name} was written by a newer Nearmiss Loop "
+                             f"(revision {state.revision()}; this release knows up to "
+                             f"{state.head}): upgrade nearmiss first")
+        raise StoreError(f"the store {self.name} has tables of a store but no schema version "
+                         "this release can read: restore it from a backup, or point the "
+                         "config's store at an empty database or the right store")
 
     def schema_version(self) -> int:
+        """The `meta` schema_version (what releases before versioned migrations check)."""
         with self._read() as conn:
             return int(conn.execute(
                 select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
@@ -662,3 +869,51 @@ class Store:
             query = query.where(audit.c.entity_id == entity_id)
         with self._read() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def copy_store(source: Store, target: Store, *, batch: int = 1000) -> dict[str, int]:
+    """Copy every row of `source` into `target`, an empty store at the same revision, in one
+    transaction of the target; return how many rows each table gave.
+
+    Rows keep their ids (report, run and audit numbers, counters), so the copy is the same
+    store; the append-only tables are only ever INSERTed into. A target that holds any row
+    is refused: nothing there is replaced or merged. The caller holds both run locks.
+    """
+    was, now = source.schema_status(), target.schema_status()
+    if not (was.at_head and now.at_head):
+        raise StoreError(f"both stores must be at revision {was.head} to copy (the store "
+                         f"{source.name} is at {was.revision()}, the store {target.name} at "
+                         f"{now.revision()}): run `nearmiss migrate` on the one behind")
+    copied: dict[str, int] = {}
+    with source.engine.connect() as src, target.engine.begin() as dst:
+        for table in metadata.sorted_tables:
+            if held := _rows(dst, table):
+                raise StoreError(f"the store {target.name} is not empty ({held} rows in "
+                                 f"{table.name}): copy only into an empty database")
+        for table in metadata.sorted_tables:
+            query = select(table).order_by(*table.primary_key.columns)
+            if table is meta:  # the target's own schema_version row stays
+                query = query.where(meta.c.key != "schema_version")
+            copied[table.name] = 0
+            result = src.execution_options(yield_per=batch).execute(query).mappings()
+            for rows in result.partitions():
+                dst.execute(insert(table), [dict(r) for r in rows])
+                copied[table.name] += len(rows)
+            column = table.autoincrement_column
+            if column is not None and target.backend == "postgresql":
+                # ids were given, so the column's sequence must move past them
+                dst.execute(text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
+                    f"COALESCE(MAX({column.name}), 0) + 1, false) FROM {table.name}"))
+            if _rows(dst, table) != copied[table.name]:
+                raise StoreError(f"the copy to the store {target.name} lost rows of "
+                                 f"{table.name}: nothing was copied")
+    return copied
+
+
+def _rows(conn: Connection, table: Table) -> int:
+    """Rows of `table`, but for the `meta` row every store has."""
+    query = select(func.count()).select_from(table)
+    if table is meta:
+        query = query.where(meta.c.key != "schema_version")
+    return conn.execute(query).scalar_one()

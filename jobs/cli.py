@@ -31,7 +31,7 @@ DEMO_NOW = "2026-11-23T09:00:00+00:00"
 DEFAULT_CONFIG = "nearmiss.yaml"
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("config", "connectors", "domain", "transforms", "checks", "jobs")
+PACKAGES = ("config", "connectors", "domain", "transforms", "checks", "jobs", "migrations")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +71,25 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check every permission the config needs",
                        description="Try each connector of the config without changing "
                                    "anything, and say what is missing and how to fix it.")
+
+    p = sub.add_parser("migrate", help="bring the store's schema up to this release",
+                       description="Apply the schema migrations this release needs to the "
+                                   "configured store (a PostgreSQL store needs this after "
+                                   "an upgrade; a SQLite file is migrated by its first run).")
+
+    p = sub.add_parser("store", help="store administration: copy",
+                       description="Administer the configured store.")
+    store_sub = p.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    p = store_sub.add_parser(
+        "copy", help="copy the store into an empty PostgreSQL database",
+        description="Copy every row of the configured store (ids, counters, the audit log) "
+                    "into an empty PostgreSQL database, created at this release's schema; "
+                    "then point the config's store at it.")
+    p.add_argument("--to", required=True, metavar="URL",
+                   help="the target, postgresql+psycopg://user@host:5432/database (no "
+                        "password in it)")
+    p.add_argument("--password-env", metavar="NAME",
+                   help="the environment variable holding the target database's password")
 
     p = sub.add_parser("auth", help="create an OAuth user token (Google)",
                        description="Run the one-time OAuth consent for `google.auth: user` "
@@ -170,7 +189,7 @@ def _show_demo(config: Config, summary: RunSummary, config_path: Path) -> None:
     from connectors.store import Store
 
     s = config.settings
-    store = Store.open(s.store.path)
+    store = Store.open(s.store)
     outbox = store.outbox_frame()
     sent = outbox[outbox["sent_at"].notna()]
     folder = s.mail.transport.path  # the demo config uses the .eml outbox folder
@@ -224,7 +243,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from connectors.store import Store
 
     config = load_config(args.config, check_credentials=False)  # reads the store only
-    store = Store.open(config.settings.store.path)
+    store = Store.open(config.settings.store)
     trail = store.audit_trail(args.id)
     if not trail:
         print(f"nearmiss: nothing recorded for {args.id}", file=sys.stderr)
@@ -244,6 +263,72 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from connectors.store import Store
+    from jobs.lock import run_lock
+
+    config = load_config(args.config, check_credentials=False)  # only the store's secret
+    _store_credentials(config)
+    settings = config.settings.store
+    store = Store.connect(settings)
+    try:
+        with run_lock(settings):  # never under a running run's feet
+            was, now = store.migrate()
+    finally:
+        store.close()
+    print(f"nearmiss: the store {store.name} is at revision {now}: nothing to do" if was == now
+          else f"nearmiss: the store {store.name} was at revision {was}, now at {now}")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from config.settings import StoreSettings, pydantic_problems
+    from connectors.store import Store, copy_store
+    from jobs.lock import run_lock
+
+    config = load_config(args.config, check_credentials=False)
+    _store_credentials(config)
+    try:
+        target = StoreSettings(url=args.to, password_env=args.password_env)
+    except ValidationError as exc:
+        raise ConfigError([("--to", m) for _, m in pydantic_problems(exc)]) from None
+    if target.password_env and target.password() is None:
+        raise ConfigError([("--password-env", f"environment variable {target.password_env} "
+                            "is not set: export the target database's password in it")])
+    settings = config.settings.store
+    if settings.url is not None and settings.url == target.url:
+        raise ConfigError([("--to", "that is the configured store itself: name another "
+                                    "database")])
+    source = Store.open(settings)  # an older SQLite file is migrated first, as a run would
+    try:
+        # no run may write to either while the rows move; a run already at the target
+        # means it is in use, so the copy does not wait for it
+        with run_lock(settings), run_lock(target, wait_seconds=0):
+            copy = Store.open(target)  # an empty database is created at this release's schema
+            try:
+                copied = copy_store(source, copy)
+            finally:
+                copy.close()
+    finally:
+        source.close()
+    print(f"nearmiss: copied {sum(copied.values())} rows from the store {source.name} to "
+          f"{target.url}: " + ", ".join(f"{n} {table}" for table, n in copied.items()))
+    secret = f", password_env: {target.password_env}" if target.password_env else ""
+    print(f"nearmiss: now point {args.config} at it: store: {{url: {target.url}{secret}}}; "
+          "the old store is left as it was")
+    return 0
+
+
+def _store_credentials(config: Config) -> None:
+    """The store's password variable, the one secret `migrate` and `store copy` need."""
+    from config.settings import store_credential_problems
+
+    if problems := store_credential_problems(config.settings.store):
+        raise ConfigError(problems, str(config.path))
+
+
 def cmd_auth(args: argparse.Namespace) -> int:
     from connectors.google_auth import authorise_user
     from jobs.wiring import google_apis
@@ -261,7 +346,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check": cmd_check, "explain": cmd_explain,
-            "doctor": cmd_doctor, "auth": cmd_auth}
+            "doctor": cmd_doctor, "auth": cmd_auth, "migrate": cmd_migrate,
+            "store": cmd_store}
 
 
 if __name__ == "__main__":

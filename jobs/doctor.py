@@ -78,7 +78,8 @@ class Doctor:
         s = self.settings
         if self.uses_google():
             self.google_credentials()
-        self.check("store", lambda: self.store(s.store.path))
+        self.check("store", lambda: self.store(s.store.path) if s.store.url is None
+                   else self.server_store())
         for i, src in enumerate(s.sources):
             self.source(i, src)
         self.tracker()
@@ -174,6 +175,22 @@ class Doctor:
             return f"{path} exists and its folder is writable"
         where = _probe_folder(path.parent)
         return f"{path} will be created ({where} is writable)"
+
+    def server_store(self) -> str:
+        """Connect and read the schema revision: nothing is created or changed."""
+        from connectors.store import Store
+
+        store = Store.connect(self.settings.store)
+        try:
+            status = store.schema_status()
+        finally:
+            store.close()
+        if status.empty:
+            return "the database answers; the first run creates the store's tables"
+        if not status.at_head:
+            raise _Failed(f"the store is at revision {status.revision()}, this release needs "
+                          f"{status.head}", "run `nearmiss migrate`")
+        return f"the database answers and its schema is at {status.head}"
 
     # -- sources ----------------------------------------------------------------------------
 

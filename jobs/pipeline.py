@@ -137,7 +137,7 @@ def run(config: Config, now: datetime | None = None,
     now_ts = pd.Timestamp(now or datetime.now(UTC))
     now_ts = now_ts.tz_localize("UTC") if now_ts.tzinfo is None else now_ts.tz_convert("UTC")
     c = connectors or build(config)
-    with run_lock(config.settings.store.path.with_suffix(".lock")):
+    with run_lock(config.settings.store):
         r = Run(config, c, now_ts)
         r.summary.run_id = c.store.begin_run(now_ts)
         try:

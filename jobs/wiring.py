@@ -74,7 +74,7 @@ def build(config: Config, google: Any = None) -> Connectors:
 
         transport = GmailTransport(_google(config, google), user_id=t.user_id)
 
-    return Connectors(store=Store.open(s.store.path), sources=sources, tracker=tracker,
+    return Connectors(store=Store.open(s.store), sources=sources, tracker=tracker,
                       transport=transport, renderer=Renderer(s.mail.templates),
                       tracker_location=location)
 

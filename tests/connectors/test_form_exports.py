@@ -437,7 +437,7 @@ def test_microsoft_header_names_match_what_pandas_called_them(tmp_path):
     header = ["ID", "Completion time", "Q", "Q", None, "Q.1", "Email"]
     row = [1, datetime(2026, 9, 14, 9, 0), "a", "b", "c", "d", "e@x.org", "beyond"]
     path = write_xlsx(tmp_path / "h.xlsx", header, [row])
-    pandas_names = [str(c) for c in pd.read_excel(path, dtype=object).columns]
+    pandas_names = [str(c) for c in pd.read_excel(path, dtype=object, engine="openpyxl").columns]
     pulled = pull_xlsx(path)
     (response,) = pulled.responses
     assert list(response.answers) == [n for n in pandas_names

@@ -1,3 +1,6 @@
+"""What each backend does on its own: a SQLite file's errors, modes and upgrades, a
+PostgreSQL server's errors. What every backend does alike is test_store_contract.py."""
+
 import os
 import sqlite3
 import stat
@@ -5,12 +8,15 @@ import time
 import traceback
 
 import pandas as pd
+import psycopg
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import create_engine, event, text
 
+from config.settings import StoreSettings
 from connectors.base import AuditEvent, RawResponse
 from connectors.errors import StoreError
-from connectors.store import MAX_ATTEMPTS, SCHEMA_VERSION, OutboxItem, Store, runs
+from connectors.store import SCHEMA_VERSION, OutboxItem, Store, pg_store_error
+from tests.fakes.postgresql import TEST_DATABASE_URL, fresh_schema, needs_postgresql, with_schema
 
 T0 = pd.Timestamp("2026-11-20 10:00", tz="UTC")
 
@@ -19,137 +25,19 @@ def response(rid: str, answer: str, at: pd.Timestamp = T0) -> RawResponse:
     return RawResponse(source="g", response_id=rid, submitted_at=at, answers={"Q": answer})
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "db" / "nearmiss.db")
-    s.begin_run(T0)
-    return s
-
-
-def test_new_versions_unchanged_and_stale_copies(store):
-    assert store.add_raw([response("r1", "a"), response("r2", "b")], T0).new == 2
-    again = store.add_raw([response("r1", "a"), response("r2", "b")], T0)
-    assert (again.new, again.versions, again.unchanged) == (0, 0, 2)
-    edit = store.add_raw([response("r1", "a, edited", T0 + pd.Timedelta(hours=1))], T0)
-    assert edit.versions == 1
-    stale = store.add_raw([response("r1", "a", T0)], T0)  # an older export of r1
-    assert stale.stale == 1
-    latest = store.latest_responses().set_index("response_id")
-    assert latest.loc["r1", "version"] == 2
-    assert latest.loc["r1", "payload"]["answers"] == {"Q": "a, edited"}
-    assert latest.loc["r1", "first_submitted_at"] == T0
-    assert [v["version"] for v in store.raw_versions("g", "r1")] == [1, 2]
-
-
-def test_raw_responses_and_audit_are_append_only(store, tmp_path):
-    store.add_raw([response("r1", "a")], T0)
-    store.audit([AuditEvent("report", "NM-000001", "received", "test")], T0)
-    conn = sqlite3.connect(tmp_path / "db" / "nearmiss.db")
-    for sql in ("UPDATE raw_responses SET payload='{}'", "DELETE FROM raw_responses",
-                "UPDATE audit SET reason='x'", "DELETE FROM audit"):
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute(sql)
-    conn.close()
-
-
-def test_counters_never_reuse_numbers(tmp_path):
-    path = tmp_path / "nearmiss.db"
-    assert Store.open(path).allocate("report", 3) == [1, 2, 3]
-    assert Store.open(path).allocate("report", 2) == [4, 5]
-    assert Store.open(path).allocate("pattern", 1) == [1]
-    assert Store.open(path).peek("pattern", 2) == [2, 3]  # not taken
-    Store.open(path).reserve("pattern", 2)
-    Store.open(path).reserve("pattern", 1)  # never down
-    assert Store.open(path).allocate("pattern", 1) == [3]
-    assert Store.open(path).schema_version() == SCHEMA_VERSION
-
-
-def test_a_schema_1_store_is_migrated_and_keeps_its_outbox(tmp_path):
+def test_an_older_sqlite_store_is_migrated_when_its_release_first_opens_it(tmp_path):
     path = tmp_path / "nearmiss.db"
     store = Store.open(path)
     store.enqueue([OutboxItem("ack:NM-000001", "acknowledgement", "NM-000001", ["a@x.org"],
                               "S", "T")], T0)
+    store.close()
     with sqlite3.connect(path) as conn:  # as the first release left it
+        conn.execute("DROP TABLE alembic_version")
         conn.execute("ALTER TABLE outbox DROP COLUMN next_attempt_at")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    store = Store.open(path)
-    assert store.schema_version() == SCHEMA_VERSION
+    store = Store.open(path)  # no `nearmiss migrate` needed for one machine's own file
+    assert store.schema_status().at_head and store.schema_version() == SCHEMA_VERSION
     assert [p["key"] for p in store.pending(T0)] == ["ack:NM-000001"]
-
-
-def test_outbox_is_idempotent_by_key(store):
-    item = OutboxItem("ack:NM-000001", "acknowledgement", "NM-000001", ["a@x.org"], "S", "T")
-    assert len(store.enqueue([item, item], T0)) == 1
-    assert store.enqueue([item], T0) == []
-    assert [p["key"] for p in store.pending()] == ["ack:NM-000001"]
-    store.mark_failed("ack:NM-000001", "down", T0)
-    assert store.pending()[0]["attempts"] == 1
-    store.mark_sent("ack:NM-000001", T0)
-    assert store.pending() == []
-    other = OutboxItem("ack:NM-000002", "acknowledgement", "NM-000002", ["x"], "S", "T")
-    store.enqueue([other], T0)
-    store.mark_failed("ack:NM-000002", "refused", T0, final=True)
-    assert store.pending() == []  # a final failure is not retried
-    assert store.outbox_frame().set_index("key")["given_up"].to_dict() == {
-        "ack:NM-000001": False, "ack:NM-000002": True}
-
-
-def test_a_temporary_refusal_waits_longer_each_time_then_gives_up(store):
-    store.enqueue([OutboxItem("ack:NM-000001", "acknowledgement", "NM-000001", ["a@x.org"],
-                              "S", "T")], T0)
-    at, waits = pd.Timestamp(T0), []
-    for _ in range(MAX_ATTEMPTS):
-        store.mark_failed("ack:NM-000001", "451 try again later", at)
-        due = pd.Timestamp(store.pending()[0]["next_attempt_at"]) if store.pending() else None
-        if due is None:
-            break
-        assert store.pending(due - pd.Timedelta(seconds=1)) == []
-        assert len(store.pending(due)) == 1
-        waits.append(due - at)
-        at = due
-    assert waits[:4] == [pd.Timedelta(minutes=m) for m in (15, 30, 60, 120)]
-    assert max(waits) == pd.Timedelta(hours=12)
-    assert store.pending() == [] and bool(store.outbox_frame()["given_up"].iloc[0])
-
-
-def test_an_atomic_block_commits_state_and_audit_together_or_not_at_all(store):
-    with pytest.raises(RuntimeError), store.atomic():
-        store.save_state("decision", {"NM-000001": {"dq_status": "complete"}}, T0)
-        store.audit([AuditEvent("report", "NM-000001", "received", "version 1")], T0)
-        raise RuntimeError("killed")
-    assert store.state("decision") == {} and store.audit_trail() == []
-    with store.atomic():
-        store.save_state("decision", {"NM-000001": {"dq_status": "complete"}}, T0)
-        store.audit([AuditEvent("report", "NM-000001", "received", "version 1")], T0)
-    assert list(store.state("decision")) == ["NM-000001"] and len(store.audit_trail()) == 1
-
-
-def test_a_run_left_running_is_interrupted_by_the_next(store):
-    first = store.begin_run(T0)
-    store.audit([AuditEvent("report", "NM-000001", "received", "v1")] * 2, T0)
-    second = store.begin_run(T0)
-    trail = store.audit_trail(str(first))
-    assert [e["event"] for e in trail] == ["run interrupted"]
-    assert trail[0]["reason"] == "the run stopped part-way: 2 received"
-    with store.engine.connect() as conn:
-        status = dict(conn.execute(select(runs.c.run_id, runs.c.status)).all())
-    assert (status[first], status[second]) == ("interrupted", "running")
-
-
-def test_reports_only_changed_ones_are_written(store):
-    rec = {"report_id": "NM-000001", "version": 1, "category": "medication"}
-    assert store.save_reports([rec], T0) == 1
-    assert store.save_reports([rec], T0) == 0
-    assert store.save_reports([{**rec, "version": 2}], T0) == 1
-    assert store.report_count() == 1
-
-
-def test_links_are_unique_per_response(store):
-    links = pd.DataFrame([{"source": "g", "response_id": "r1", "report_id": "NM-000001",
-                           "how": "new"}])
-    store.add_links(links, T0)
-    with pytest.raises(StoreError, match=r"could not be written \(SQLITE_CONSTRAINT_PRIMARYKEY\)"):
-        store.add_links(links, T0)
 
 
 def test_unwritable_location_is_a_clear_error(tmp_path):
@@ -157,17 +45,6 @@ def test_unwritable_location_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot create the folder"):
         Store.open(blocker / "sub" / "nearmiss.db")
-
-
-def test_newer_schema_is_refused(tmp_path):
-    path = tmp_path / "nearmiss.db"
-    Store.open(path)
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
-    conn.commit()
-    conn.close()
-    with pytest.raises(StoreError, match="newer Nearmiss Loop"):
-        Store.open(path)
 
 
 # -- a store that cannot be written: one line naming the cause and the fix -----------------
@@ -288,20 +165,6 @@ def test_a_folder_where_the_store_should_be(tmp_path):
                           "must be a file (not a folder)")
 
 
-def test_append_only_refusal_and_other_errors_stay_one_line(tmp_path):
-    path = tmp_path / "nearmiss.db"
-    store = filled(path)
-    store.audit([AuditEvent("report", "NM-000001", "received", SECRET)], T0)
-    for table in ("raw_responses", "audit"):
-        with pytest.raises(StoreError) as failed, store.engine.begin() as conn:
-            conn.execute(text(f"DELETE FROM {table}"))
-        assert_one_clean_line(failed.value, f"({table} is append-only)", "nothing was changed")
-    with pytest.raises(StoreError) as failed, store.engine.connect() as conn:
-        conn.execute(text("SELECT * FROM no_such_table WHERE x = :x"), {"x": SECRET})
-    assert str(failed.value) == f"the store {path} could not be read (SQLITE_ERROR)"
-    assert_still_readable(path)
-
-
 # -- file modes: the store holds names, emails and person references -----------------------
 
 def _mode(path) -> int:
@@ -351,3 +214,107 @@ def test_an_existing_store_keeps_its_mode(tmp_path, umask_022):
     assert _mode(path) == 0o640
     store.engine.dispose()
     assert _journal_modes(path) == {"-journal": 0o640, "-wal": 0o640, "-shm": 0o640}
+
+
+# -- a PostgreSQL store: one line naming the cause and the fix ----------------------------
+
+def server(url: str) -> StoreSettings:
+    return StoreSettings(url=url)
+
+
+@pytest.fixture
+def pg_url():
+    with fresh_schema() as url:
+        yield url
+
+
+def test_an_unreachable_server():
+    url = "postgresql+psycopg://nearmiss@127.0.0.1:1/nearmiss"  # nothing listens on port 1
+    with pytest.raises(StoreError) as failed:
+        Store.open(server(url))
+    assert str(failed.value) == (
+        f"cannot reach the database server of the store {url}: check that it is running and "
+        "that the host and port in store.url are right, then run again")
+
+
+def test_a_missing_password_variable_names_the_key(monkeypatch):
+    monkeypatch.delenv("NEARMISS_TEST_UNSET_DB_PASSWORD", raising=False)
+    settings = StoreSettings(url="postgresql+psycopg://nearmiss@127.0.0.1:1/nearmiss",
+                             password_env="NEARMISS_TEST_UNSET_DB_PASSWORD")
+    with pytest.raises(StoreError, match=r"^store\.password_env: environment variable "
+                                         "NEARMISS_TEST_UNSET_DB_PASSWORD is not set"):
+        Store.open(settings)
+
+
+@needs_postgresql
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"database": "nearmiss_no_such_database"}, "the database of the store {url} does not "
+     "exist: create it (createdb) or correct the database name at the end of store.url"),
+    ({"username": "nearmiss_no_such_role"}, "the database server refused the login to the "
+     "store {url}: check the user in store.url and the password in the variable "
+     "store.password_env names"),
+], ids=["database", "login"])
+def test_a_wrong_database_or_login(change, expected):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(TEST_DATABASE_URL).set(**change).render_as_string(hide_password=False)
+    with pytest.raises(StoreError) as failed:
+        Store.open(server(url))
+    assert str(failed.value) == expected.format(url=url)
+
+
+@needs_postgresql
+def test_a_read_only_server_names_the_cause_and_keeps_what_it_holds(pg_url):
+    store = Store.open(server(pg_url))
+    store.begin_run(T0)
+    store.add_raw([response("r1", SECRET)], T0)
+    store.close()
+    schema = pg_url.rsplit("%3D", 1)[1]
+    read_only = with_schema(TEST_DATABASE_URL, schema).replace(
+        "-csearch_path%3D", "-cdefault_transaction_read_only%3Don+-csearch_path%3D")
+    store = Store.open(server(read_only))  # a standby: reading works
+    assert store.latest_responses()["response_id"].tolist() == ["r1"]
+    with pytest.raises(StoreError) as failed:
+        store.add_raw([response("r2", LATER)], T0)
+    store.close()
+    assert_one_clean_line(failed.value, f"the store {read_only} is read-only",
+                          "point store.url at the primary server")
+
+
+@needs_postgresql
+def test_a_table_locked_by_another_program_gives_up_after_the_timeout(pg_url):
+    store = Store.open(server(pg_url), busy_timeout=0.2)
+    other = create_engine(pg_url).connect()
+    other.execute(text("LOCK TABLE counters IN ACCESS EXCLUSIVE MODE"))  # a long migration
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreError) as failed:
+            store.allocate("report", 1)
+    finally:
+        other.rollback()
+        other.close()
+        store.close()
+    assert time.monotonic() - started < 5
+    assert_one_clean_line(failed.value, f"the store {pg_url} is locked by another program",
+                          "let it finish and run again")
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (psycopg.errors.DiskFull(f"could not extend file: {SECRET}"),
+     "the database server of the store S is out of disk space or memory (DiskFull): free "
+     "some on the server and run again (nothing stored was lost)"),
+    (psycopg.errors.SerializationFailure(SECRET),
+     "the store S was changed by another program at the same moment (SerializationFailure): "
+     "run again (nothing stored was lost)"),
+    (psycopg.errors.InsufficientPrivilege(SECRET),
+     "the database user of the store S lacks a permission on its tables: grant it SELECT, "
+     "INSERT, UPDATE and DELETE on them (or connect as their owner)"),
+    (psycopg.OperationalError("consuming input failed: server closed the connection "
+                              "unexpectedly"),
+     "the connection to the store S was lost (the server stopped or restarted?): run again "
+     "once it is back (nothing stored was lost)"),
+    (psycopg.errors.UniqueViolation(f"Key (source)=({SECRET}) already exists"),
+     "the store S could not be written (UniqueViolation)"),
+], ids=["disk full", "serialization", "permission", "connection lost", "other"])
+def test_server_errors_are_named_by_their_sqlstate_never_their_text(error, expected):
+    assert str(pg_store_error(error, "S")) == expected

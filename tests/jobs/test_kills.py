@@ -38,7 +38,7 @@ from tests.fakes.smtp import SmtpServer
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261116
 START = pd.Timestamp("2026-11-16 09:00", tz="UTC")
-KILLS_PER_STEP = 6  # six days: 36 kills that hit a live run
+KILLS_PER_STEP = 5  # six days: 30 kills that hit a live run
 MAX_ATTEMPTS_PER_STEP = 3 * KILLS_PER_STEP
 
 # -- the scenario ------------------------------------------------------------------------------
