@@ -88,8 +88,7 @@ def _read_bytes(name: str, path: Path) -> bytes:
 
 
 def _digest(raw: bytes) -> str:
-    """An export's fingerprint, its watermark: a file unchanged since the last read is not
-    parsed again (hashing costs a fraction of reading it)."""
+    """An export's fingerprint (hashing costs a fraction of parsing it)."""
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
@@ -254,7 +253,25 @@ def _misquoted(raw: str, delimiter: str) -> bool:
     return False
 
 
-class GoogleFormsCsvSource:
+class _ExportFile:
+    """A responses export file, parsed again only when its bytes changed: its SHA-256 is
+    its watermark (the daily full read passes none, so it is parsed once a day anyway)."""
+
+    name: str
+    path: Path
+
+    def pull(self, watermark: str | None = None) -> Pull:
+        raw = _read_bytes(self.name, self.path)
+        if _digest(raw) == watermark:
+            return Pull(responses=[], watermark=watermark, unchanged=True)
+        pulled = self._read(raw)
+        return Pull(pulled.responses, pulled.questions, _digest(raw), pulled.warnings)
+
+    def _read(self, raw: bytes) -> Pull:
+        raise NotImplementedError
+
+
+class GoogleFormsCsvSource(_ExportFile):
     """A "Download responses (.csv)" export: Timestamp, optional Email Address, questions.
 
     The export has no response id. A response is identified by its timestamp and respondent
@@ -267,13 +284,6 @@ class GoogleFormsCsvSource:
 
     def __init__(self, name: str, path: Path, tz: ZoneInfo, dayfirst: bool = True) -> None:
         self.name, self.path, self.tz, self.dayfirst = name, Path(path), tz, dayfirst
-
-    def pull(self, watermark: str | None = None) -> Pull:
-        raw = _read_bytes(self.name, self.path)
-        if _digest(raw) == watermark:
-            return Pull(responses=[], watermark=watermark, unchanged=True)
-        pulled = self._read(raw)
-        return Pull(pulled.responses, pulled.questions, _digest(raw), pulled.warnings)
 
     def _read(self, raw: bytes) -> Pull:
         text, encoding = _decode(raw)
@@ -381,7 +391,7 @@ class GoogleFormsCsvSource:
 # -- Microsoft Forms workbook -----------------------------------------------------------------
 
 
-class MicrosoftFormsXlsxSource:
+class MicrosoftFormsXlsxSource(_ExportFile):
     """The Excel workbook of a Microsoft Form: ID, Start time, Completion time, Email, Name,
     optional Last modified time, then one column per question. Times are local (naive).
 
@@ -417,13 +427,6 @@ class MicrosoftFormsXlsxSource:
                               f"({type(exc).__name__})") from None
         finally:
             wb.close()
-
-    def pull(self, watermark: str | None = None) -> Pull:
-        raw = _read_bytes(self.name, self.path)
-        if _digest(raw) == watermark:
-            return Pull(responses=[], watermark=watermark, unchanged=True)
-        pulled = self._read(raw)
-        return Pull(pulled.responses, pulled.questions, _digest(raw), pulled.warnings)
 
     def _read(self, raw: bytes) -> Pull:
         rows = self._rows(raw)

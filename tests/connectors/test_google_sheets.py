@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import pandas as pd
 import pytest
 import requests
 from google.oauth2 import service_account
@@ -25,6 +23,7 @@ from connectors.google_auth import HOSTS, SCOPES, GoogleClients
 from connectors.google_sheets import GoogleSheetsTracker
 from tests.fakes.google import GoogleFakeServer
 from tests.fakes.google_credentials import SA_EMAIL, private_key_pem
+from tests.fakes.patterns import long_pattern_rows
 from transforms.tracker import (
     ACTIONS,
     DATA_QUALITY,
@@ -32,7 +31,6 @@ from transforms.tracker import (
     REPORTS,
     SHEETS,
     cell_text,
-    patterns_rows,
     plan_sheet,
     read_sheet,
 )
@@ -279,14 +277,7 @@ def test_text_a_cell_cannot_hold_is_sent_safe_and_cut(server, clients, sid):
 def test_a_pattern_past_the_cell_limit_is_written_once(server, clients, sid):
     """Its "Report IDs" run past the 32,767 characters the trackers keep: the next plan
     compares the cut text it reads back with the cut text it wants, and sends nothing."""
-    members = [f"NM-{i:06d}" for i in range(1, 3001)]
-    patterns = pd.DataFrame([{
-        "pattern_id": "PT-0001", "rule_label": "same category at one service",
-        "key_label": "Medication, Oak House", "count": len(members), "members": members,
-        "first_at": pd.Timestamp("2026-09-07 08:00", tz="UTC"),
-        "last_at": pd.Timestamp("2026-11-15 23:35", tz="UTC"),
-        "display_status": "open", "reason": "reached 3 reports within 14 days"}])
-    desired = patterns_rows(patterns, ZoneInfo("Europe/London"))
+    desired = long_pattern_rows()
 
     def plan(tracker: GoogleSheetsTracker) -> SheetWrite:
         state = read_sheet(PATTERNS, tracker.read([PATTERNS]).get(PATTERNS.title))

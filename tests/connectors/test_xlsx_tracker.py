@@ -6,7 +6,6 @@ import zipfile
 from datetime import date, datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -15,7 +14,8 @@ from openpyxl import Workbook, load_workbook
 from connectors.base import SheetWrite
 from connectors.errors import TrackerError
 from connectors.xlsx_tracker import XlsxTracker
-from transforms.tracker import PATTERNS, REPORTS, patterns_rows, plan_sheet, read_sheet
+from tests.fakes.patterns import long_pattern_rows
+from transforms.tracker import PATTERNS, REPORTS, plan_sheet, read_sheet
 
 
 def test_created_sheet_has_frozen_header_filter_and_dropdowns(tmp_path):
@@ -369,14 +369,7 @@ def test_a_pattern_past_the_cell_limit_is_written_once(tmp_path):
     """Its "Report IDs" run past Excel's 32,767 characters: cut with a note, read back as
     cut, and never planned again."""
     path = tmp_path / "tracker.xlsx"
-    members = [f"NM-{i:06d}" for i in range(1, 3001)]
-    patterns = pd.DataFrame([{
-        "pattern_id": "PT-0001", "rule_label": "same category at one service",
-        "key_label": "Medication, Oak House", "count": len(members), "members": members,
-        "first_at": pd.Timestamp("2026-09-07 08:00", tz="UTC"),
-        "last_at": pd.Timestamp("2026-11-15 23:35", tz="UTC"),
-        "display_status": "open", "reason": "reached 3 reports within 14 days on 2026-09-06"}])
-    desired = patterns_rows(patterns, ZoneInfo("Europe/London"))
+    desired = long_pattern_rows()
     assert len(desired.iloc[0]["Report IDs"]) > 32_767
 
     def plan() -> SheetWrite:

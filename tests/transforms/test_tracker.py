@@ -1,9 +1,9 @@
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from domain.text import sheet_text
+from tests.fakes.patterns import long_pattern_rows
 from transforms.tracker import (
     ACTIONS,
     PATTERNS,
@@ -12,7 +12,6 @@ from transforms.tracker import (
     cell_text,
     manager_changes,
     merge_writes,
-    patterns_rows,
     plan_sheet,
     read_sheet,
     stored_text,
@@ -175,14 +174,7 @@ def test_values_compare_as_the_sheet_gives_them_back():
 
 
 def test_a_pattern_whose_report_ids_pass_the_cell_limit_is_planned_once():
-    members = [f"NM-{i:06d}" for i in range(1, 3001)]
-    patterns = pd.DataFrame([{
-        "pattern_id": "PT-0001", "rule_label": "same category at one service",
-        "key_label": "Medication, Oak House", "count": len(members), "members": members,
-        "first_at": pd.Timestamp("2026-09-07 08:00", tz="UTC"),
-        "last_at": pd.Timestamp("2026-11-15 23:35", tz="UTC"),
-        "display_status": "open", "reason": "reached 3 reports within 14 days"}])
-    desired = patterns_rows(patterns, ZoneInfo("Europe/London"))
+    desired = long_pattern_rows()
     first, added, _ = plan_sheet(read_sheet(PATTERNS, None), desired, {})
     assert added == ["PT-0001"]
     line = first.append[0]
