@@ -43,6 +43,7 @@ def measure(csv: Path) -> dict[str, float]:
     from config import load_config
     from connectors.form_exports import GoogleFormsCsvSource
     from connectors.store import Store
+    from domain.ids import report_id
     from transforms import normalize, repeats
     from transforms.triage import triage
 
@@ -68,7 +69,7 @@ def measure(csv: Path) -> dict[str, float]:
             plan = normalize.plan_links(mapped.responses, store.links())
             ids = store.allocate("report", len(plan.needs_number))
             store.add_links(plan.needs_number.assign(
-                report_id=[normalize.report_id(i) for i in ids], how="new"), NOW)
+                report_id=[report_id(i) for i in ids], how="new"), NOW)
             return normalize.combine(mapped.responses, store.links(), rules)
 
         reports = stage("normalise", normalise)

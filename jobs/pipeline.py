@@ -23,22 +23,16 @@ import pandas as pd
 
 from checks.quality import check_reports
 from config.settings import Config
-from connectors.base import AuditEvent, SheetWrite
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
 from connectors.store import OutboxItem, Store
 from domain.address import valid_address
+from domain.ids import action_id, action_number, pattern_id, report_id
+from domain.records import AuditEvent, SheetWrite
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
 from transforms import normalize, repeats
-from transforms.actions import (
-    action_id,
-    action_number,
-    action_state,
-    pattern_closures,
-    pattern_id,
-    report_closure,
-)
+from transforms.actions import action_state, pattern_closures, report_closure
 from transforms.audit import ENTITY_OF_SHEET, decision_events, manager_events, pattern_events
 from transforms.loop import REPORTER_KINDS, owed_messages
 from transforms.tracker import (
@@ -264,7 +258,7 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _number(r: Run, responses: pd.DataFrame) -> None:
     numbers = r.c.store.allocate("report", len(responses))
     links = responses[["source", "response_id"]].assign(
-        report_id=[normalize.report_id(n) for n in numbers], how="new")
+        report_id=[report_id(n) for n in numbers], how="new")
     r.c.store.add_links(links, r.now)
 
 

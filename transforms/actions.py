@@ -13,28 +13,14 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+from domain.ids import PATTERN_REFERENCE, REPORT_REFERENCE, pattern_id, report_id
 from domain.times import localise, read_datetime
-from transforms.normalize import REFERENCE, report_id
 from transforms.tracker import ACTION_STATUS, JUST_CULTURE
 
 DONE = {"done - awaiting verification", "verified effective"}
-PATTERN_ID = re.compile(r"(?i)\bPT[\s\-_]*0*(\d{1,9})\b")
 _UTC = ZoneInfo("UTC")
-ACTION_ID = re.compile(r"^A-(\d{1,9})$")
 
 
-def pattern_id(number: int) -> str:
-    return f"PT-{number:04d}"
-
-
-def action_id(number: int) -> str:
-    return f"A-{number:04d}"
-
-
-def action_number(key: str) -> int:
-    """The number of an action id (0 for anything else): ids already in the sheet are taken."""
-    m = ACTION_ID.match(key)
-    return int(m.group(1)) if m else 0
 # "We reminded staff" is rarely a control on its own (DOMAIN: actions are controls).
 REMINDER = re.compile(r"(?i)\b(remind(ed)?|reminder)\b")
 CONTROL = re.compile(r"(?i)\b(checklist|audit|prompt|supervis|workflow|sign-?off|reconcil"
@@ -102,8 +88,8 @@ def report_closure(manager: dict[str, dict[str, str]], report_ids: pd.Series,
 
 def linked_ids(text: str) -> tuple[list[str], list[str]]:
     """Report and pattern ids a manager named in "Linked to" ("NM-12, PT-3")."""
-    reports = [report_id(int(n)) for n in REFERENCE.findall(text or "")]
-    patterns = [pattern_id(int(n)) for n in PATTERN_ID.findall(text or "")]
+    reports = [report_id(int(n)) for n in REPORT_REFERENCE.findall(text or "")]
+    patterns = [pattern_id(int(n)) for n in PATTERN_REFERENCE.findall(text or "")]
     return reports, patterns
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from config.rules import Rules
-from connectors.base import AuditEvent
+from domain.records import AuditEvent
 from transforms.normalize import local_time
 from transforms.tracker import ManagerChange
 

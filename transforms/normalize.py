@@ -23,17 +23,13 @@ import numpy as np
 import pandas as pd
 
 from config.rules import Rules
+from domain.ids import REPORT_REFERENCE, report_id
 from domain.times import read_column, read_time
 
-REFERENCE = re.compile(r"(?i)\bnm[\s\-_]*0*(\d{1,9})\b")
 _SPACE = re.compile(r"\s+")
 META_COLUMNS = ["report_id", "version", "source", "response_id", "submitted_at", "updated_at",
                 "reporter_name", "reporter_email", "anonymous", "held", "invalid_fields",
                 "problems"]
-
-
-def report_id(number: int) -> str:
-    return f"NM-{number:06d}"
 
 
 @lru_cache(maxsize=65536)  # titles and option labels repeat in every response
@@ -234,7 +230,7 @@ def normalise_reference(value: Any) -> str | None:
     """"nm 123", "NM-000123" and "NM000123" all name report NM-000123."""
     if not isinstance(value, str):
         return None
-    m = REFERENCE.search(value)
+    m = REPORT_REFERENCE.search(value)
     return report_id(int(m.group(1))) if m else None
 
 

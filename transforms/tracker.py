@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from config.rules import Rules
-from connectors.base import Cell, SheetSpec, SheetWrite
+from domain.records import Cell, SheetSpec, SheetWrite
 from domain.text import sheet_text
 from transforms.normalize import display, local_time
 
