@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -41,14 +41,18 @@ from transforms.tracker import (
     PATTERNS,
     REPORTS,
     SHEETS,
+    SheetState,
     actions_rows,
+    archive_targets,
+    archived_in,
     assign_ids,
+    family,
     manager_changes,
     merge_writes,
     patterns_rows,
-    plan_sheet,
+    plan_family,
     quality_rows,
-    read_sheet,
+    read_states,
     reports_rows,
 )
 from transforms.triage import triage
@@ -76,6 +80,8 @@ class RunSummary:
     emails_pending: int = 0
     tracker_cells: int = 0
     tracker_rows: int = 0
+    tracker_archived: int = 0  # rows moved into a yearly archive sheet
+    tracker_returned: int = 0  # rows moved back out of one (reopened)
     manager_changes: int = 0
     unmapped: list[str] = field(default_factory=list)
     # about a whole source: a column in both day orders, a line quarantined, an encoding
@@ -88,7 +94,10 @@ class RunSummary:
                 f"patterns; {self.emails_queued} emails queued, {self.emails_sent} sent, "
                 f"{self.emails_failed} failed, {self.emails_pending} waiting; tracker: "
                 f"{self.tracker_rows} rows added, "
-                f"{self.tracker_cells} cells updated")
+                f"{self.tracker_cells} cells updated"
+                + (f", {self.tracker_archived} rows archived" if self.tracker_archived else "")
+                + (f", {self.tracker_returned} rows back from an archive"
+                   if self.tracker_returned else ""))
 
 
 @dataclass
@@ -118,10 +127,12 @@ class Run:
     def saving(self) -> Iterator[Store]:
         """What the block stores commits in one transaction with the events gathered so far,
         the audit of that very state: a run killed anywhere loses both or neither."""
-        with self.c.store.atomic():
-            yield self.c.store
-            self.c.store.audit(self.events, self.now)
-        self.events.clear()
+        try:
+            with self.c.store.atomic():
+                yield self.c.store
+                self.c.store.audit(self.events, self.now)
+        finally:
+            self.events.clear()  # stored with their state, or rolled back with it
 
 
 def run(config: Config, now: datetime | None = None,
@@ -276,8 +287,11 @@ def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
 
 # -- 5. read the tracker ----------------------------------------------------------------------
 
-def read_tracker(r: Run) -> tuple[dict[str, Any] | None, dict[str, dict[str, dict[str, str]]]]:
-    """The sheets as they are now, and every manager value: new ones are audited and stored.
+def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
+                                  dict[str, dict[str, dict[str, str]]]]:
+    """The sheets as they are now, archives included, and every manager value: new ones
+    are audited and stored. A manager value typed into an archived row counts as one typed
+    into the live sheet.
 
     If the tracker cannot be read the values last seen are used and nothing is written to
     it this run: writing blind could overwrite what managers typed.
@@ -289,7 +303,7 @@ def read_tracker(r: Run) -> tuple[dict[str, Any] | None, dict[str, dict[str, dic
     except NearmissError as exc:
         r.failed("tracker read", exc)
         return None, stored
-    states = {spec.title: read_sheet(spec, tables.get(spec.title)) for spec in SHEETS}
+    states = read_states(SHEETS, tables)
     actions = states[ACTIONS.title]
     assigned: dict[str, int] = {}
     if actions.unkeyed:  # rows managers added: each gets the next action id
@@ -308,7 +322,8 @@ def read_tracker(r: Run) -> tuple[dict[str, Any] | None, dict[str, dict[str, dic
         store.reserve("action", max((action_number(k) for k in actions.rows
                                      if k not in assigned), default=0))
         for spec in SHEETS:
-            values, changes = manager_changes(states[spec.title], stored[spec.title])
+            values, changes = manager_changes(states[spec.title], stored[spec.title],
+                                              family(states, spec)[1:])
             manager[spec.title] = values
             r.events += manager_events(changes)
             r.summary.manager_changes += len(changes)
@@ -386,9 +401,9 @@ def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
 # -- 8, 9. the closed loop: emails owed, and sending them ------------------------------------
 
 def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
-                 patterns: pd.DataFrame, held: pd.DataFrame | None = None) -> None:
+                 patterns: pd.DataFrame, held: pd.DataFrame) -> None:
     """Render and queue what the loop owes. Reporters' messages carry no person-served
-    reference of any report: the view's, and the held reports' when given."""
+    reference of any report: the view's nor the held reports'."""
     s, store = r.config.settings, r.c.store
     reference_question = next((q for q, f in s.mapping.items() if f == "report_reference"),
                               "earlier report reference")
@@ -397,7 +412,7 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
         recent_days=s.mail.recent_days, actions=actions, patterns=patterns,
         briefs=[b.model_dump() for b in s.mail.learning_briefs],
         reference_question=reference_question,
-        person_refs=() if held is None or "person_ref" not in held else held["person_ref"])
+        person_refs=held.get("person_ref", ()))
     common = {"provider": s.provider, "tracker": r.c.tracker_location}
     items = []
     for o in owed:
@@ -476,9 +491,10 @@ def _entity(item: dict[str, Any]) -> str:
 
 # -- 10. write the tracker ----------------------------------------------------------------------
 
-def write_tracker(r: Run, sheets: dict[str, Any], view: pd.DataFrame, held: pd.DataFrame,
-                  actions: pd.DataFrame, patterns: pd.DataFrame) -> None:
-    """Write changed system cells and new rows of every sheet in one batch."""
+def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
+                  held: pd.DataFrame, actions: pd.DataFrame, patterns: pd.DataFrame) -> None:
+    """Write changed system cells and new rows of every sheet in one batch, and move rows
+    closed long ago to their yearly archive sheet (and reopened ones back)."""
     store, rules, tz = r.c.store, r.config.rules, r.tz
     outbox = store.outbox_frame()
     sent = outbox[outbox["sent_at"].notna()]
@@ -505,28 +521,80 @@ def write_tracker(r: Run, sheets: dict[str, Any], view: pd.DataFrame, held: pd.D
     # Keys the tracker is known to hold: stored only after a write succeeded, so a run
     # stopped before writing never makes the next one think a manager deleted a row.
     written = {spec.title: store.state(f"tracker:{spec.title}") for spec in SHEETS}
-    restored_events = []
+    closed_on = _closed_on(r, view, patterns)
+    days = r.config.settings.tracker.archive_after_days
+    cutoff = r.now.tz_convert(tz).date() - timedelta(days=days) if days else None
+    restored_events: list[AuditEvent] = []
+    moves: list[tuple[str, str, str, str]] = []  # sheet, key, from, to
+    appended = 0
     for spec, desired in plans:
-        write, _, restored = plan_sheet(sheets[spec.title], desired, manager[spec.title],
-                                        set(written[spec.title]))
-        writes.append(write)
+        states = family(sheets, spec)
+        targets = archive_targets(closed_on[spec.title], archived_in(states), cutoff
+                                  ) if spec.title in closed_on else {}
+        plan = plan_family(states, desired, manager[spec.title], set(written[spec.title]),
+                           targets)
+        writes += plan.writes
+        appended += len(plan.added) + len(plan.restored)
         restored_events += [AuditEvent(ENTITY_OF_SHEET[spec.title], k, "row restored",
                                        f"{spec.title} row was deleted; restored")
-                            for k in restored]
+                            for k in plan.restored]
+        moves += [(spec.title, *move) for move in plan.moved]
     writes = merge_writes(*writes)
     try:
         r.c.tracker.write(writes)
     except NearmissError as exc:
         r.failed("tracker write", exc)
         return
-    r.events += restored_events + r.on_write
+    r.events += restored_events + _move_events(moves, closed_on, days) + r.on_write
     with r.saving():
         store.reserve("action", r.taken.get("action", 0))
         for spec, desired in plans:
             store.save_state(f"tracker:{spec.title}", {k: {} for k in desired.index
                                                        if k not in written[spec.title]}, r.now)
     r.summary.tracker_cells = sum(len(w.cells) for w in writes)
-    r.summary.tracker_rows = sum(len(w.append) for w in writes)
+    r.summary.tracker_rows = appended
+    r.summary.tracker_returned = sum(target == sheet for sheet, _, _, target in moves)
+    r.summary.tracker_archived = len(moves) - r.summary.tracker_returned
+
+
+def _closed_on(r: Run, view: pd.DataFrame, patterns: pd.DataFrame
+               ) -> dict[str, dict[str, date | None]]:
+    """Per archived sheet, the local day each row was closed (None: open). A report is
+    closed as `report_closure` decides; a pattern when its status is closed (its review
+    closed or an action on it verified, and no recurrence since)."""
+    def day(at: Any) -> date | None:
+        return pd.Timestamp(at).tz_convert(r.tz).date() if pd.notna(at) else None
+
+    return {
+        REPORTS.title: {rid: when if closed and isinstance(when, date) and pd.notna(when)
+                        else None
+                        for rid, closed, when in zip(view["report_id"], view["closed"],
+                                                     view["closed_on"], strict=True)},
+        PATTERNS.title: {pid: day(at) if status == "closed" else None
+                         for pid, status, at in zip(patterns["pattern_id"], patterns["status"],
+                                                    patterns["closed_at"], strict=True)},
+    }
+
+
+def _move_events(moves: list[tuple[str, str, str, str]],
+                 closed_on: dict[str, dict[str, date | None]], days: int | None
+                 ) -> list[AuditEvent]:
+    """Why each row moved: closed long enough ago, or no longer closed."""
+    events = []
+    for sheet, key, source, target in moves:
+        if target == sheet:
+            events.append(AuditEvent(ENTITY_OF_SHEET[sheet], key, "row unarchived",
+                                     f"moved from {source} back to {target}: no longer "
+                                     "closed", {"from": source, "to": target}))
+            continue
+        when = closed_on[sheet].get(key)
+        why = f"closed on {when:%Y-%m-%d}" if when else "closed"
+        if days:
+            why += f", more than {days} days ago"
+        events.append(AuditEvent(ENTITY_OF_SHEET[sheet], key, "row archived",
+                                 f"moved from {source} to {target}: {why}",
+                                 {"from": source, "to": target}))
+    return events
 
 
 def _changed(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
