@@ -146,12 +146,21 @@ Source = Annotated[GoogleFormsCsv | MicrosoftFormsXlsx | GoogleFormsApi,
                    Field(discriminator="kind")]
 
 
-class XlsxTracker(_Strict):
+class _TrackerSettings(_Strict):
+    # Reports and patterns closed more than this many days ago move to a yearly archive
+    # sheet ("Reports 2025") of the same tracker, still read and still matched by id; null
+    # turns moving off (rows already archived stay there). A year by default: the live
+    # sheets then show what is open plus the last year's closures, the span of an annual
+    # review, and a Google Sheet stays far from its cell limit without anyone setting it.
+    archive_after_days: int | None = Field(default=365, ge=1)
+
+
+class XlsxTracker(_TrackerSettings):
     kind: Literal["xlsx"]
     path: RelPath
 
 
-class GoogleSheetsTracker(_Strict):
+class GoogleSheetsTracker(_TrackerSettings):
     kind: Literal["google_sheets"]
     spreadsheet_id: str
     # Protect system-owned columns: "warning" shows Sheets' warning before an edit,

@@ -6,9 +6,12 @@ account is one "user" to the quota (60 requests per minute):
 * read: one ``spreadsheets.get`` masked to the sheets' ids, titles and grid sizes, and one
   ``values.batchGet`` of every tracker sheet that exists (FORMATTED_VALUE: all strings);
 * write: at most one ``spreadsheets.batchUpdate`` for structure (new sheets and their
-  layout, grid growth) and one ``values.batchUpdate`` (RAW) for every cell of every sheet
-  (split only when it would exceed the 2 MB Google recommends: a first run over a long
-  history).
+  layout, grid growth, rows deleted) and one ``values.batchUpdate`` (RAW) for every cell of
+  every sheet (split only when it would exceed the 2 MB Google recommends: a first run over
+  a long history).
+
+Rows are deleted in the structural request, before the values are written, so the cells
+and appended rows of a write are moved up past the deleted rows before they are sent.
 
 Rows are appended at explicit A1 ranges after the last row seen by the read, never with
 ``values.append``, whose table detection can land rows in the wrong columns. Every value is
@@ -17,6 +20,7 @@ written RAW, so submitted text such as ``=HYPERLINK(...)`` stays text.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import numbers
@@ -96,10 +100,14 @@ class GoogleSheetsTracker:
     # -- Tracker ---------------------------------------------------------------------------
 
     def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
-        """Every row (header first) of each spec's sheet that exists, in two requests."""
+        """Every row (header first) of each spec's sheet that exists, and of the archive
+        sheets of specs that have them (under their own titles), in two requests."""
         what = "reading the tracker spreadsheet"
         sheets = self._call(what, self._fetch_sheets)
         found = [(spec, sheet) for spec in specs if (sheet := _find(sheets, spec.title))]
+        named = {sheet.sheet_id for _, sheet in found}
+        found += [(archive, sheet) for sheet in sheets.values() if sheet.sheet_id not in named
+                  for archive in [_archive(specs, sheet.title)] if archive is not None]
         if not found:
             return {}
         body = self._call(what, lambda: self._http.values_batch_get(
@@ -128,6 +136,7 @@ class GoogleSheetsTracker:
             # an instance that has not read a sheet it writes to reads it now.
             self.read([w.spec for w in writes])
         self._update_structure(writes)
+        writes = [self._after_deletions(w) for w in writes]
         for data in _batches(self._value_ranges(writes)):
             body = {"valueInputOption": "RAW", "data": data}
             self._call("writing the tracker spreadsheet",
@@ -179,12 +188,21 @@ class GoogleSheetsTracker:
             return
         attempts = 0
         what = "updating the tracker spreadsheet's layout"
+        # Deleting rows is not idempotent: sent again, it would delete other rows. The batch
+        # changes the row count of every sheet it deletes from (see _structure_requests)
+        # and is applied whole or not at all, so a count that moved says it was applied.
+        assert self._sheets is not None
+        counts = {sheet.sheet_id: sheet.rows for w in writes
+                  if w.deleted() and (sheet := _find(self._sheets, w.spec.title))}
 
         def send() -> None:
             nonlocal attempts
             attempts += 1
             if attempts > 1:
-                self._call(what, self._fetch_sheets)
+                sheets = self._call(what, self._fetch_sheets)
+                if any(s.sheet_id in counts and s.rows != counts[s.sheet_id]
+                       for s in sheets.values()):
+                    return
             requests = self._structure_requests(writes)
             if not requests:
                 return
@@ -207,7 +225,14 @@ class GoogleSheetsTracker:
         for w in writes:
             sheet = _find(self._sheets, w.spec.title)
             last = self._last_row.get(sheet.sheet_id, 1) if sheet else 1
-            rows, cols = _extent(w, last)
+            gone = [r for r in w.deleted() if r <= last] if sheet else []
+            # The grid the write needs once the rows are gone, plus those rows until then.
+            rows, cols = _extent(_shifted(w, gone), last - len(gone))
+            if gone:
+                # Sheets refuses to delete every row below a frozen header; and the count
+                # must change for a retry to tell an applied batch (see _update_structure).
+                rows = max(rows, 2)
+                rows += len(gone) + (rows == sheet.rows)
             if sheet is None:
                 sheet_id = _new_sheet_id(w.spec.title, taken)
                 taken.add(sheet_id)
@@ -222,6 +247,10 @@ class GoogleSheetsTracker:
                     requests += self._layout(sheet_id, w.spec, columns)
                 continue
             requests += self._grow(sheet, w, rows, cols)
+            # Highest first, so each request's row numbers are still those of the read.
+            requests += [{"deleteDimension": {"range": {
+                "sheetId": sheet.sheet_id, "dimension": "ROWS", "startIndex": start - 1,
+                "endIndex": end}}} for start, end in reversed(_runs(gone))]
             if w.create:
                 continue  # it exists after all (a lost answer, a stale read): laid out already
             # New header cells on an existing sheet are bold, as the rest of the header.
@@ -296,6 +325,18 @@ class GoogleSheetsTracker:
             out.append({"setBasicFilter": {"filter": stretched}})
         return out
 
+    def _after_deletions(self, w: SheetWrite) -> SheetWrite:
+        """The write as the sheet stands once its rows were deleted (the structural request
+        went first): cells and the last row moved up past them."""
+        assert self._sheets is not None
+        sheet = _find(self._sheets, w.spec.title)
+        last = self._last_row.get(sheet.sheet_id, 1) if sheet else 1
+        gone = [r for r in w.deleted() if r <= last]  # as _structure_requests deleted them
+        if sheet is None or not gone:
+            return w
+        self._last_row[sheet.sheet_id] = last - len(gone)
+        return _shifted(w, gone)
+
     def _value_ranges(self, writes: Sequence[SheetWrite]) -> list[dict[str, Any]]:
         assert self._sheets is not None
         data: list[dict[str, Any]] = []
@@ -354,7 +395,30 @@ def _by_sheet(writes: Iterable[SheetWrite]) -> list[SheetWrite]:
         merged.header.update(w.header)
         merged.cells.update(w.cells)
         merged.append.extend(w.append)
+        merged.delete_rows.extend(w.delete_rows)
     return list(out.values())
+
+
+def _archive(specs: Sequence[SheetSpec], title: str) -> SheetSpec | None:
+    """The spec of an archive sheet of one of `specs`, named as the sheet is."""
+    for spec in specs:
+        year = spec.archive_year(title)
+        if year is not None:
+            return spec.archive(year, title)
+    return None
+
+
+def _shifted(w: SheetWrite, gone: Sequence[int]) -> SheetWrite:
+    """`w` on the sheet once the rows `gone` are deleted: cells in them dropped, cells
+    below moved up (appended rows follow the last row, which the caller moves)."""
+    if not gone:
+        return w
+    order = sorted(gone)
+    doomed = set(order)
+    cells = {(row - bisect.bisect_left(order, row), col): value
+             for (row, col), value in w.cells.items() if row not in doomed}
+    return SheetWrite(spec=w.spec, create=w.create, header=dict(w.header), cells=cells,
+                      append=w.append)
 
 
 def _parse_sheets(body: Mapping[str, Any]) -> dict[str, _Sheet]:

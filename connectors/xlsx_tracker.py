@@ -13,6 +13,7 @@ replaces, so a tracker an operator made read-only or shared with a group stays t
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
@@ -143,7 +144,8 @@ class XlsxTracker:
                             "away to start a new one")
 
     def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
-        """Every row (header first) of each spec's sheet that exists, read with calamine."""
+        """Every row (header first) of each spec's sheet that exists, and of the archive
+        sheets of specs that have them (under their own titles), read with calamine."""
         self._wb = None  # a workbook loaded before may be older than the file
         out: dict[str, list[list[Cell]]] = {}
         try:
@@ -152,12 +154,13 @@ class XlsxTracker:
                 with open(self.path, "rb"):  # an unreadable file fails here, by its cause
                     pass
                 book = CalamineWorkbook.from_path(self.path)
-                titles = set(book.sheet_names)
-                for spec in specs:
-                    if spec.title in titles:
-                        rows = book.get_sheet_by_name(spec.title).to_python(
-                            skip_empty_area=False)  # rows and columns count from A1
-                        out[spec.title] = [_row(r) for r in rows]
+                titles = [spec.title for spec in specs if spec.title in book.sheet_names]
+                titles += [name for name in book.sheet_names if name not in titles and any(
+                    spec.archive_year(name) is not None for spec in specs)]
+                for title in titles:
+                    rows = book.get_sheet_by_name(title).to_python(
+                        skip_empty_area=False)  # rows and columns count from A1
+                    out[title] = [_row(r) for r in rows]
         except PermissionError:
             raise TrackerError(f"no permission to open the tracker {self.path}") from None
         except (CalamineError, ValueError, OSError) as exc:
@@ -210,6 +213,7 @@ class XlsxTracker:
                 ws.cell(row=1, column=col).font = _HEADER_FONT
             for (row, col), value in w.cells.items():
                 changed |= _set(ws, row, col, value)
+            last = ws.max_row  # rows after it are the appended ones: never deleted
             start = ws.max_row + 1 if ws.max_row > 1 or ws.cell(1, 1).value else 2
             for i, line in enumerate(w.append):
                 for col, value in enumerate(line, start=1):
@@ -218,6 +222,8 @@ class XlsxTracker:
             if w.create:
                 self._format(ws, w.spec)
                 changed = True
+            if w.deleted():
+                changed |= _delete_rows(ws, [r for r in w.deleted() if r <= last])
             # Keep the filter covering every row, including those just appended.
             ws.auto_filter.ref = f"A1:{get_column_letter(ws.max_column)}{ws.max_row}"
         if changed:
@@ -270,6 +276,35 @@ class XlsxTracker:
             # Named by type only: the message of an unexpected error may quote cell text.
             raise TrackerError(f"cannot write the tracker {self.path} "
                                f"({type(exc).__name__})") from None
+
+
+def _delete_rows(ws: Worksheet, rows: Sequence[int]) -> bool:
+    """Delete whole rows, moving the rows below up; True when the sheet changed.
+
+    One pass over the cells, where openpyxl's `delete_rows` goes over every cell below the
+    row for each row deleted: archiving a few thousand rows of a long history at once must
+    not take hours. Row heights and hidden rows move with their rows.
+    """
+    gone = sorted(set(rows))
+    if not gone or gone[0] > ws.max_row:  # nothing there, nothing below
+        return False
+
+    def above(row: int) -> int:  # deleted rows above `row`
+        return bisect.bisect_left(gone, row)
+
+    doomed = set(gone)
+    for row, col in sorted(ws._cells):  # top down: a cell moves up into a freed place
+        if row in doomed:
+            del ws._cells[(row, col)]
+        elif shift := above(row):
+            ws._move_cell(row, col, -shift, 0)
+    kept = {row - above(row): dim for row, dim in ws.row_dimensions.items()
+            if row not in doomed}
+    ws.row_dimensions.clear()
+    for row, dim in kept.items():
+        dim.index = row
+        ws.row_dimensions[row] = dim
+    return True
 
 
 def _take_access_of(tmp: str, path: Path) -> None:

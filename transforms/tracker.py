@@ -5,13 +5,19 @@ anything a manager typed.
 Rows are matched by their key (Report ID, Pattern ID, Action ID), never by position:
 managers sort, filter, insert their own columns and notes. A system cell is written only
 when its value differs; a keyed row that disappeared is appended again (restored), with the
-manager values last seen in it. Columns the system does not know are never read or written.
+manager values last seen in it. Columns the system does not know are never written, except
+when a row moves between sheets: its cells in them move with it.
+
+Reports and patterns closed long ago move to yearly archive sheets ("Reports 2025"). A
+sheet and its archives are one family: a key is looked for in all of them, and the first
+copy found (the live sheet's, else the oldest archive's) is the one whose manager values
+count and the one that is kept; it is moved when it is not in the sheet it belongs in.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -39,6 +45,7 @@ ACTION_STATUS = ["Open", "In progress", "Done - awaiting verification", "Verifie
 
 REPORTS = SheetSpec(
     title="Reports",
+    archives=True,
     key_column="Report ID",
     columns=[
         "Report ID", "Version", "Submitted", "Occurred", "Service", "Setting", "Shift",
@@ -61,6 +68,7 @@ REPORTS = SheetSpec(
 
 PATTERNS = SheetSpec(
     title="Patterns",
+    archives=True,
     key_column="Pattern ID",
     columns=["Pattern ID", "Rule", "Similar on", "Reports", "Report IDs", "First", "Last",
              "Status", "Why", "Review status", "Review owner", "Closed on", "Review notes"],
@@ -149,6 +157,9 @@ class SheetState:
     values: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> title -> text
     unkeyed: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # rows w/o key
     duplicates: list[str] = field(default_factory=list)
+    others: dict[int, str] = field(default_factory=dict)  # managers' own titled columns
+    # key -> title -> value of the row's non-empty cells in those columns (they move with it)
+    extras: dict[str, dict[str, Cell]] = field(default_factory=dict)
 
 
 def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetState:
@@ -162,8 +173,15 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
         known = by_title.get(_norm(title))
         if known and known not in columns:
             columns[known] = i
+    others: dict[int, str] = {}  # managers' own columns: titled, first of each title
+    seen = set(by_title)
+    for i, title in enumerate(header, start=1):
+        text = cell_text(title)
+        if text and _norm(text) not in seen:
+            seen.add(_norm(text))
+            others[i] = text
     state = SheetState(spec=spec, exists=True, columns=columns, width=len(header),
-                       last_row=max(len(rows), 1))
+                       last_row=max(len(rows), 1), others=others)
     key_col = columns.get(spec.key_column)
     for r, row in enumerate(rows[1:], start=2):
         values = {t: cell_text(row[c - 1]) if c - 1 < len(row) else "" for t, c in columns.items()}
@@ -177,7 +195,69 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
         else:
             state.rows[key] = r
             state.values[key] = values
+            extras = {t: row[c - 1] for c, t in others.items()
+                      if c - 1 < len(row) and cell_text(row[c - 1])} if others else None
+            if extras:
+                state.extras[key] = extras
     return state
+
+
+def read_states(specs: Sequence[SheetSpec], tables: Mapping[str, Sequence[Sequence[Cell]]],
+                ) -> dict[str, SheetState]:
+    """Every sheet of a tracker read: each spec's (absent or not) and each archive's."""
+    states = {spec.title: read_sheet(spec, tables.get(spec.title)) for spec in specs}
+    for title, rows in tables.items():
+        if title not in states:
+            for spec in specs:
+                year = spec.archive_year(title)
+                if year is not None:
+                    states[title] = read_sheet(spec.archive(year, title), rows)
+                    break
+    return states
+
+
+def family(states: Mapping[str, SheetState], spec: SheetSpec) -> list[SheetState]:
+    """A sheet's state followed by its archives', oldest year first (one sheet per year)."""
+    archives: dict[int, SheetState] = {}
+    for title, state in states.items():
+        year = spec.archive_year(title)
+        if year is not None:
+            archives.setdefault(year, state)
+    return [states[spec.title], *(archives[y] for y in sorted(archives))]
+
+
+def archived_in(states: Sequence[SheetState]) -> dict[str, int]:
+    """Key -> year of the archive holding its first copy, for keys not in the live sheet."""
+    live, *archives = states
+    out: dict[str, int] = {}
+    for state in archives:
+        year = live.spec.archive_year(state.spec.title)
+        for key in state.rows:
+            if key not in live.rows and year is not None:
+                out.setdefault(key, year)
+    return out
+
+
+def archive_targets(closed_on: Mapping[str, date | None], archived: Mapping[str, int],
+                    cutoff: date | None) -> dict[str, int]:
+    """The archive year each key belongs in; keys left out belong in the live sheet.
+
+    `closed_on`: the local day each key was closed (None: open); `archived`: where keys are
+    now (`archived_in`); `cutoff`: rows closed before that day move (None: none move).
+    A row closed before the cutoff belongs in the archive of the year it was closed (a
+    corrected date moves it to its year). One reopened goes back to the live sheet, where
+    the work is. One closed after the cutoff, or with archiving turned off, stays where it
+    is: archiving only ever moves rows that are done.
+    """
+    out: dict[str, int] = {}
+    for key, day in closed_on.items():
+        if day is None:
+            continue
+        if cutoff is not None and day < cutoff:
+            out[key] = day.year
+        elif key in archived:
+            out[key] = archived[key]
+    return out
 
 
 @dataclass(frozen=True)
@@ -189,15 +269,23 @@ class ManagerChange:
     new: str
 
 
-def manager_changes(state: SheetState, known: dict[str, dict[str, str]]) -> tuple[
+def manager_changes(state: SheetState, known: dict[str, dict[str, str]],
+                    archives: Sequence[SheetState] = ()) -> tuple[
         dict[str, dict[str, str]], list[ManagerChange]]:
-    """Manager values now in the sheet, merged over those last stored, and what changed.
+    """Manager values now in the sheet and its archives, merged over those last stored,
+    and what changed (named by the live sheet, wherever the row is).
 
-    A row missing from the sheet keeps its stored values (it will be restored with them).
+    A key's values are those of its first copy: the live sheet's, else the first archive's
+    holding it (`family` order). A row missing from every sheet keeps its stored values (it
+    will be restored with them).
     """
     merged = {k: dict(v) for k, v in known.items()}
     changes: list[ManagerChange] = []
-    for key, values in state.values.items():
+    found = dict(state.values)
+    for archive in archives:
+        for key, values in archive.values.items():
+            found.setdefault(key, values)
+    for key, values in found.items():
         before = known.get(key, {})
         now = {c: values[c] for c in state.spec.manager_columns if c in values}
         for col, new in now.items():
@@ -217,43 +305,134 @@ def plan_sheet(state: SheetState, desired: pd.DataFrame, manager: dict[str, dict
     `manager` holds the stored manager values used when a row has to be restored; `known`
     the keys written by earlier runs (a missing one was deleted, not never written).
     """
-    spec = state.spec
-    system = [c for c in spec.columns if c not in spec.manager_columns]
-    write = SheetWrite(spec=spec, create=not state.exists)
-    columns = dict(state.columns)
-    width = state.width
-    if not state.exists:
-        columns = {t: i for i, t in enumerate(spec.columns, start=1)}
-        width = len(spec.columns)
-        write.header = dict(enumerate(spec.columns, start=1))
-    else:
-        for title in spec.columns:  # a column the sheet lacks goes at the right-hand end
-            if title not in columns:
-                width += 1
-                columns[title] = width
-                write.header[width] = title
-    added: list[str] = []
-    restored: list[str] = []
-    desired = desired.reindex(columns=[c for c in system if c in desired.columns])
-    records = desired.astype(object).where(desired.notna(), None).to_dict("index")
-    for key, wanted in records.items():
-        row = state.rows.get(key)
-        if row is None:
-            line: list[Cell] = [None] * width
-            for title, col in columns.items():
-                line[col - 1] = _cell(wanted.get(title)) if title in system else _cell(
-                    manager.get(key, {}).get(title) or None)
-            line[columns[spec.key_column] - 1] = key
-            write.append.append(line)
-            (restored if key in manager or key in known else added).append(key)
-            continue
-        have = state.values.get(key, {})
+    plan = plan_family([state], desired, manager, known)
+    return plan.writes[0], plan.added, plan.restored
+
+
+@dataclass
+class FamilyPlan:
+    """The writes for a sheet and its archives (the live sheet's first, maybe empty)."""
+
+    writes: list[SheetWrite]
+    added: list[str] = field(default_factory=list)  # keys appended for the first time
+    restored: list[str] = field(default_factory=list)  # keys a manager had deleted
+    moved: list[tuple[str, str, str]] = field(default_factory=list)  # key, from, to sheet
+
+
+class _Planned:
+    """One sheet being planned: where its columns are, and what is written to it."""
+
+    def __init__(self, state: SheetState) -> None:
+        spec = state.spec
+        self.state = state
+        self.write = SheetWrite(spec=spec, create=not state.exists)
+        self.system = {c for c in spec.columns if c not in spec.manager_columns}
+        if not state.exists:
+            self.columns = {t: i for i, t in enumerate(spec.columns, start=1)}
+            self.width = len(spec.columns)
+            self.write.header = dict(enumerate(spec.columns, start=1))
+        else:
+            self.columns = dict(state.columns)
+            self.width = state.width
+            for title in spec.columns:  # a column the sheet lacks goes at the right-hand end
+                if title not in self.columns:
+                    self.width += 1
+                    self.columns[title] = self.width
+                    self.write.header[self.width] = title
+        self.others = {_norm(t): c for c, t in state.others.items()}
+
+    def update(self, key: str, wanted: dict[str, Cell]) -> None:
+        """Write the system cells of the row holding `key` that differ."""
+        row, have = self.state.rows[key], self.state.values.get(key, {})
         for title, value in wanted.items():
             # Compared as the sheet holds it, and written in that form: text it cannot hold
             # as given would differ from what is read back, and be written on every run.
             if stored_text(value) != have.get(title, ""):
-                write.cells[(row, columns[title])] = _cell(value)
-    return write, added, restored
+                self.write.cells[(row, self.columns[title])] = _cell(value)
+
+    def append(self, key: str, wanted: dict[str, Cell], manager: Mapping[str, str],
+               extras: Mapping[str, Cell]) -> None:
+        """A new row: system values, the manager values given, and the cells of managers'
+        own columns (each under its title, the column added at the end when missing)."""
+        own: dict[int, Cell] = {}
+        for title, value in extras.items():
+            if _norm(title) not in self.others:
+                self.width += 1
+                self.others[_norm(title)] = self.width
+                self.write.header[self.width] = title
+            own[self.others[_norm(title)]] = value
+        line: list[Cell] = [None] * self.width
+        for title, col in self.columns.items():
+            line[col - 1] = _cell(wanted.get(title)) if title in self.system else _cell(
+                manager.get(title) or None)
+        for col, value in own.items():
+            line[col - 1] = _cell(value)
+        line[self.columns[self.state.spec.key_column] - 1] = key
+        self.write.append.append(line)
+
+
+def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
+                manager: dict[str, dict[str, str]],
+                known: set[str] = frozenset(),  # type: ignore[assignment]
+                targets: Mapping[str, int] | None = None) -> FamilyPlan:
+    """The writes that make a sheet and its archives show `desired` (system columns,
+    indexed by key), each key once, in the sheet it belongs in.
+
+    `states`: the live sheet's, then its archives' (`family`). `targets`: key -> archive
+    year for the keys that belong in an archive (`archive_targets`); the others belong in
+    the live sheet. A key in the sheet it belongs in is updated in place. One elsewhere is
+    moved: appended there with its manager values and managers' own cells exactly as read,
+    and its row deleted. Copies of a key after the first (left by a move a run could not
+    finish) are deleted. A key in no sheet is appended where it belongs, with the stored
+    `manager` values: restored if earlier runs wrote it (`known`), else added. Keys not in
+    `desired` are left as they are.
+    """
+    live = states[0]
+    spec, targets = live.spec, targets or {}
+    by_year: dict[int, SheetState] = {}
+    for state in states[1:]:
+        year = spec.archive_year(state.spec.title)
+        if year is not None:
+            by_year.setdefault(year, state)
+    planned: dict[int, _Planned] = {}  # by id of the state, in the order first used
+
+    def plan_of(state: SheetState) -> _Planned:
+        if id(state) not in planned:
+            planned[id(state)] = _Planned(state)
+        return planned[id(state)]
+
+    plan_of(live)
+    copies: dict[str, list[tuple[SheetState, int]]] = {}
+    for state in (live, *(by_year[y] for y in sorted(by_year))):
+        for key, row in state.rows.items():
+            copies.setdefault(key, []).append((state, row))
+    out = FamilyPlan(writes=[])
+    system = [c for c in spec.columns if c not in spec.manager_columns]
+    desired = desired.reindex(columns=[c for c in system if c in desired.columns])
+    records = desired.astype(object).where(desired.notna(), None).to_dict("index")
+    for key, wanted in records.items():
+        year = targets.get(key)
+        if year is None:
+            home = live
+        else:
+            if year not in by_year:
+                by_year[year] = read_sheet(spec.archive(year), None)
+            home = by_year[year]
+        found = copies.get(key, [])
+        kept = found[0] if found and found[0][0] is home else None
+        if kept is not None:
+            plan_of(home).update(key, wanted)
+        elif found:
+            source = found[0][0]
+            plan_of(home).append(key, wanted, source.values[key], source.extras.get(key, {}))
+            out.moved.append((key, source.spec.title, home.spec.title))
+        else:
+            plan_of(home).append(key, wanted, manager.get(key, {}), {})
+            (out.restored if key in manager or key in known else out.added).append(key)
+        for state, row in found[1:] if kept else found:  # one copy per sheet: kept is [0]
+            plan_of(state).write.delete_rows.append(row)
+    out.writes = [p.write for p in planned.values()]
+    return out
 
 
 def assign_ids(state: SheetState, ids: Sequence[str]) -> tuple[SheetWrite, dict[str, int]]:
@@ -287,6 +466,7 @@ def merge_writes(*writes: SheetWrite) -> list[SheetWrite]:
         target.header.update(w.header)
         target.cells.update(w.cells)
         target.append.extend(w.append)
+        target.delete_rows.extend(w.delete_rows)
     return [w for w in out.values() if w]
 
 

@@ -104,3 +104,48 @@ def test_an_empty_write_changes_nothing(make):
     before = make().read([REPORTS])
     make().write([SheetWrite(spec=REPORTS)])
     assert make().read([REPORTS]) == before
+
+
+# -- deleting rows -----------------------------------------------------------------------------
+
+
+def keys(make, title: str = "Reports") -> list[str]:
+    return [r[0] for r in text(make().read([REPORTS]).get(title, []))[1:]]
+
+
+def test_deleted_rows_go_last_and_the_rows_below_move_up(make):
+    create(make, rows=[[f"NM-00000{i}", 1] for i in range(1, 6)])
+    # Row numbers are those read: the cell of row 3 is NM-000002's, the rows appended go
+    # after NM-000005, and rows 2 and 4 (NM-000001, NM-000003) are deleted last.
+    make().write([SheetWrite(spec=REPORTS, cells={(3, 2): 2, (5, 2): 3},
+                             append=[["NM-000006", 1]], delete_rows=[4, 2])])
+    rows = text(make().read([REPORTS])["Reports"])
+    assert rows[1:] == [["NM-000002", "2"], ["NM-000004", "3"], ["NM-000005", "1"],
+                        ["NM-000006", "1"]]
+    # The next write appends after the new last row, not after the old one.
+    make().write([SheetWrite(spec=REPORTS, append=[["NM-000007"]], delete_rows=[3])])
+    assert keys(make) == ["NM-000002", "NM-000005", "NM-000006", "NM-000007"]
+
+
+def test_deleting_every_row_keeps_the_header_and_later_rows_follow_it(make):
+    create(make, rows=[["NM-000001"], ["NM-000002"]])
+    make().write([SheetWrite(spec=REPORTS, delete_rows=[1, 2, 3, 9])])  # 1, 9: never
+    assert text(make().read([REPORTS])["Reports"]) == [REPORTS.columns]
+    make().write([SheetWrite(spec=REPORTS, append=[["NM-000003"]])])
+    assert keys(make) == ["NM-000003"]
+
+
+def test_a_row_moves_to_a_new_archive_sheet_in_one_write(make):
+    create(make, rows=[["NM-000001", 1], ["NM-000002", 1]])
+    archive = REPORTS.archive(2025)
+    tracker = make()
+    tracker.read([REPORTS])
+    tracker.write([SheetWrite(spec=REPORTS, delete_rows=[2]),
+                   SheetWrite(spec=archive, create=True,
+                              header=dict(enumerate(archive.columns, 1)),
+                              append=[["NM-000001", 1]])])
+    got = make().read([REPORTS])  # archives are read with their sheet, by their own title
+    assert set(got) == {"Reports", "Reports 2025"}
+    assert text(got["Reports"])[1:] == [["NM-000002", "1"]]
+    assert text(got["Reports 2025"]) == [archive.columns, ["NM-000001", "1"]]
+    assert make().read([ACTIONS]) == {}  # a sheet without archives reads no others

@@ -1,19 +1,26 @@
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
+from domain.records import SheetWrite
 from domain.text import sheet_text
 from tests.fakes.patterns import long_pattern_rows
 from transforms.tracker import (
     ACTIONS,
     PATTERNS,
     REPORTS,
+    archive_targets,
+    archived_in,
     assign_ids,
     cell_text,
+    family,
     manager_changes,
     merge_writes,
+    plan_family,
     plan_sheet,
     read_sheet,
+    read_states,
     stored_text,
 )
 
@@ -191,3 +198,177 @@ def test_a_pattern_whose_report_ids_pass_the_cell_limit_is_planned_once():
     write, _, _ = plan_sheet(read_sheet(PATTERNS, [PATTERNS.columns, held]), grown, {})
     col = PATTERNS.columns.index("Report IDs") + 1
     assert list(write.cells) == [(2, col)] and "[cut: 33,009 characters" in write.cells[(2, col)]
+
+
+# -- yearly archives ---------------------------------------------------------------------------
+
+CLOSED = {"Triage status": "Closed", "Closed on": "2025-04-01",
+          "Outcome for reporter": "Double signature on the MAR at handover"}
+
+
+def closed_row(key: str, **extra) -> list:
+    return row({"Report ID": key, "Version": 1, "Category": "Medication", **CLOSED, **extra})
+
+
+def test_archive_sheets_are_named_by_year_and_found_as_spreadsheets_compare_names():
+    assert REPORTS.archive(2025).title == "Reports 2025"
+    assert REPORTS.archive(2025).columns == REPORTS.columns
+    assert REPORTS.archive(2025).dropdowns == REPORTS.dropdowns
+    assert not REPORTS.archive(2025).archives  # no archive of an archive
+    assert REPORTS.archive_year("Reports 2025") == 2025
+    assert REPORTS.archive_year("reports  2024") == 2024
+    assert PATTERNS.archive_year("Patterns 2025") == 2025
+    for other in ("Reports", "Reports 25", "Reports 2025 old", "Old Reports 2025",
+                  "Patterns 2025"):
+        assert REPORTS.archive_year(other) is None
+    assert ACTIONS.archive_year("Actions 2025") is None  # actions are never archived
+
+
+def test_read_states_includes_archives_and_family_orders_them_oldest_first():
+    tables = {"Reports": [HEADER], "Reports 2025": [HEADER, closed_row("NM-000002")],
+              "Reports 2024": [HEADER, closed_row("NM-000001")], "Notes 2025": [["x"]]}
+    states = read_states([REPORTS, ACTIONS], tables)
+    assert set(states) == {"Reports", "Actions", "Reports 2025", "Reports 2024"}
+    assert not states["Actions"].exists
+    assert [s.spec.title for s in family(states, REPORTS)] == [
+        "Reports", "Reports 2024", "Reports 2025"]
+    assert archived_in(family(states, REPORTS)) == {"NM-000001": 2024, "NM-000002": 2025}
+    assert [s.spec.title for s in family(states, ACTIONS)] == ["Actions"]
+
+
+def test_archive_targets_move_only_rows_closed_before_the_cutoff():
+    closed = {"NM-1": date(2025, 4, 1), "NM-2": date(2026, 6, 1), "NM-3": None,
+              "NM-4": date(2024, 12, 31), "NM-5": None, "NM-6": date(2026, 6, 1)}
+    archived = {"NM-4": 2025, "NM-5": 2025, "NM-6": 2025}
+    assert archive_targets(closed, archived, date(2025, 11, 23)) == {
+        "NM-1": 2025,  # closed over the age: to the year it was closed
+        "NM-4": 2024,  # its closing date corrected: to that year's archive
+        "NM-6": 2025,  # closed again, recently: stays archived
+    }  # NM-2 closed recently stays live; NM-3 open; NM-5 reopened: back to the live sheet
+    assert archive_targets(closed, archived, None) == {"NM-4": 2025, "NM-6": 2025}
+
+
+def test_a_row_closed_long_ago_moves_with_its_manager_values_and_own_columns():
+    header = [*HEADER, "My notes"]
+    live = read_sheet(REPORTS, [header, [*closed_row("NM-000001"), "called the pharmacy"],
+                                [*row({"Report ID": "NM-000002", "Version": 1,
+                                       "Category": "Medication"}), None]])
+    plan = plan_family([live], desired({"Report ID": "NM-000001"},
+                                       {"Report ID": "NM-000002", "Version": 2}),
+                       {}, {"NM-000001", "NM-000002"}, {"NM-000001": 2025})
+    assert plan.moved == [("NM-000001", "Reports", "Reports 2025")]
+    assert plan.added == plan.restored == []
+    live_write, archive = plan.writes
+    assert live_write.delete_rows == [2] and not live_write.append
+    assert live_write.cells == {(3, HEADER.index("Version") + 1): 2}  # rows as read
+    assert archive.spec.title == "Reports 2025" and archive.create
+    assert archive.header == {**dict(enumerate(HEADER, 1)), len(HEADER) + 1: "My notes"}
+    line = dict(zip(archive.header.values(), archive.append[0], strict=True))
+    assert {k: line[k] for k in CLOSED} == CLOSED
+    assert line["Report ID"] == "NM-000001" and line["My notes"] == "called the pharmacy"
+
+
+def applied(state_rows: dict[str, list[list]], writes: list[SheetWrite]) -> dict[str, list]:
+    """What a tracker holds after `writes` (as the contract says: deletions last)."""
+    out = {k: [list(r) for r in v] for k, v in state_rows.items()}
+    for w in writes:
+        rows = out.setdefault(w.spec.title, [])
+        for col, title in w.header.items():
+            if not rows:
+                rows.append([])
+            rows[0] += [None] * (col - len(rows[0]))
+            rows[0][col - 1] = title
+        for (r, c), value in w.cells.items():
+            rows[r - 1] += [None] * (c - len(rows[r - 1]))
+            rows[r - 1][c - 1] = value
+        rows += [list(line) for line in w.append]
+        for r in w.deleted():
+            del rows[r - 1]
+    return out
+
+
+def test_an_archived_row_is_neither_restored_nor_archived_twice():
+    tables = {"Reports": [HEADER, closed_row("NM-000001"),
+                          row({"Report ID": "NM-000002", "Version": 1,
+                               "Category": "Medication"})]}
+    want = desired({"Report ID": "NM-000001"}, {"Report ID": "NM-000002"})
+    known = {"NM-000001", "NM-000002"}
+    manager = {"NM-000001": CLOSED}
+    for _ in range(2):  # the first plan moves it, the second finds nothing to do
+        states = read_states([REPORTS], tables)
+        plan = plan_family(family(states, REPORTS), want, manager, known, {"NM-000001": 2025})
+        tables = applied(tables, plan.writes)
+    assert not any(plan.writes) and plan.moved == plan.restored == plan.added == []
+    assert [r[0] for r in tables["Reports"]] == ["Report ID", "NM-000002"]
+    assert [r[0] for r in tables["Reports 2025"]] == ["Report ID", "NM-000001"]
+
+
+def test_a_reopened_row_moves_back_to_the_live_sheet():
+    reopened = closed_row("NM-000001", **{"Triage status": "In review", "Closed on": None})
+    states = read_states([REPORTS], {"Reports": [HEADER],
+                                     "Reports 2025": [HEADER, reopened]})
+    plan = plan_family(family(states, REPORTS), desired({"Report ID": "NM-000001"}), {},
+                       {"NM-000001"}, {})
+    assert plan.moved == [("NM-000001", "Reports 2025", "Reports")]
+    live, archive = plan.writes
+    assert archive.delete_rows == [2] and not archive.create
+    line = dict(zip(HEADER, live.append[0], strict=True))
+    assert line["Triage status"] == "In review" and line["Outcome for reporter"] == CLOSED[
+        "Outcome for reporter"]
+
+
+def test_a_key_in_the_live_sheet_and_an_archive_keeps_the_live_copy_once():
+    """A copy left behind (a move the spreadsheet applied only in part, or a manager who
+    copied the row back): the live copy's values count, and one row remains."""
+    live_copy = closed_row("NM-000001", **{"Just-culture classification": "Human error"})
+    tables = {"Reports": [HEADER, live_copy], "Reports 2025": [HEADER, closed_row("NM-000001")]}
+    states = read_states([REPORTS], tables)
+    merged, _ = manager_changes(states["Reports"], {}, family(states, REPORTS)[1:])
+    assert merged["NM-000001"]["Just-culture classification"] == "Human error"
+    plan = plan_family(family(states, REPORTS), desired({"Report ID": "NM-000001"}), merged,
+                       {"NM-000001"}, {"NM-000001": 2025})
+    after = applied(tables, plan.writes)
+    assert [r[0] for r in after["Reports"]] == ["Report ID"]
+    assert len(after["Reports 2025"]) == 2
+    assert after["Reports 2025"][1][HEADER.index("Just-culture classification")] == "Human error"
+
+
+def test_manager_edits_in_an_archive_are_seen_as_changes_to_the_report():
+    edited = closed_row("NM-000001", **{"Just-culture classification": "Human error"})
+    states = read_states([REPORTS], {"Reports": [HEADER], "Reports 2025": [HEADER, edited]})
+    stored = {"NM-000001": dict(CLOSED)}
+    merged, changes = manager_changes(states["Reports"], stored, family(states, REPORTS)[1:])
+    assert [(c.sheet, c.key, c.column, c.old, c.new) for c in changes] == [
+        ("Reports", "NM-000001", "Just-culture classification", "", "Human error")]
+    assert merged["NM-000001"]["Outcome for reporter"] == CLOSED["Outcome for reporter"]
+
+
+def test_system_cells_of_an_archived_row_are_updated_in_place():
+    states = read_states([REPORTS], {"Reports": [HEADER],
+                                     "Reports 2025": [HEADER, closed_row("NM-000001")]})
+    plan = plan_family(family(states, REPORTS), desired({"Report ID": "NM-000001",
+                                                         "Version": 2}),
+                       {}, {"NM-000001"}, {"NM-000001": 2025})
+    assert plan.moved == [] and not plan.writes[0]
+    assert plan.writes[1].cells == {(2, HEADER.index("Version") + 1): 2}
+
+
+def test_a_closed_pattern_moves_to_its_year_like_a_report():
+    columns = PATTERNS.columns
+    line = [{"Pattern ID": "PT-0001", "Review status": "Closed", "Closed on": "2025-05-02",
+             "Review notes": "New handover checklist"}.get(c) for c in columns]
+    states = read_states([PATTERNS], {"Patterns": [columns, line]})
+    want = pd.DataFrame([{"Pattern ID": "PT-0001", "Status": "closed"}]).set_index(
+        "Pattern ID", drop=False)
+    plan = plan_family(family(states, PATTERNS), want, {}, {"PT-0001"}, {"PT-0001": 2025})
+    assert plan.moved == [("PT-0001", "Patterns", "Patterns 2025")]
+    moved = dict(zip(columns, plan.writes[1].append[0], strict=False))
+    assert moved["Review notes"] == "New handover checklist" and moved["Status"] == "closed"
+
+
+def test_deletions_merge_per_sheet():
+    a = SheetWrite(spec=REPORTS, delete_rows=[3])
+    b = SheetWrite(spec=REPORTS, delete_rows=[5, 3])
+    (merged,) = merge_writes(a, b)
+    assert merged.deleted() == [5, 3] and bool(SheetWrite(spec=REPORTS, delete_rows=[2]))
+    assert SheetWrite(spec=REPORTS, delete_rows=[1, 0]).deleted() == []  # never the header
