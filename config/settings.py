@@ -7,6 +7,7 @@ commands that use the secret (see `load_config`'s `check_credentials`).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -383,7 +384,7 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
     for role, addresses in settings.roles.items():
         if not addresses:
             out.append((f"roles.{role}", "no address given: list at least one"))
-    if _uses_google(settings) and settings.google is None:
+    if google_apis(settings) and settings.google is None:
         out.append(("google", "a Google source, tracker or mail transport is configured: add a "
                     "`google:` section saying how to authenticate"))
     if check_credentials:
@@ -391,9 +392,23 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
     return out
 
 
-def _uses_google(settings: Settings) -> bool:
-    return any(isinstance(s, GoogleFormsApi) for s in settings.sources) or isinstance(
-        settings.tracker, GoogleSheetsTracker) or isinstance(settings.mail.transport, Gmail)
+# The Google API each kind of source, tracker and mail transport talks to; any other kind
+# needs no Google credentials.
+_GOOGLE_APIS: dict[type[BaseModel], str] = {
+    GoogleFormsApi: "forms", GoogleSheetsTracker: "sheets", Gmail: "gmail"}
+
+
+def google_api(part: BaseModel) -> str | None:
+    """The Google API a source, tracker or mail transport uses (None: not a Google one)."""
+    return _GOOGLE_APIS.get(type(part))
+
+
+def google_apis(settings: Settings) -> list[str]:
+    """The Google APIs a deployment uses, in a fixed order: its credentials get only their
+    scopes, and no `google:` section or credential is needed when there are none."""
+    used = {google_api(part) for part in (*settings.sources, settings.tracker,
+                                          settings.mail.transport)}
+    return [api for api in ("forms", "sheets", "gmail") if api in used]
 
 
 def credential_problems(settings: Settings) -> list[tuple[str, str]]:
@@ -405,7 +420,7 @@ def credential_problems(settings: Settings) -> list[tuple[str, str]]:
     if isinstance(transport, Smtp) and transport.password_env and not transport.password():
         out.append(("mail.transport.password_env", f"environment variable "
                     f"{transport.password_env} is not set: export the SMTP password in it"))
-    if _uses_google(settings) and settings.google is not None:
+    if google_apis(settings) and settings.google is not None:
         out += _google_credentials(settings.google)
     return out
 
@@ -420,14 +435,20 @@ def store_credential_problems(store: StoreSettings) -> list[tuple[str, str]]:
 
 
 def _google_credentials(google: GoogleSettings) -> list[tuple[str, str]]:
-    """The credentials a Google connector needs are where the config says they are."""
+    """The credentials a Google connector needs are where the config says they are.
+
+    Only where: the key file's content is judged by the connectors that load it (and by
+    `nearmiss doctor`), so a config loads wherever the file is present.
+    """
     if google.auth == "service_account":
-        value = os.environ.get(google.key_file_env)
-        if not value:
-            return [("google.key_file_env", f"environment variable {google.key_file_env} is "
-                     "not set: export the path of the service account's JSON key file in it")]
-        if not Path(value).expanduser().is_file():
-            return [("google.key_file_env", f"{google.key_file_env} points at {value}, which "
+        try:
+            key_file(google.key_file_env)
+        except KeyFileError as exc:
+            if exc.reason == "unset":
+                return [("google.key_file_env", f"{exc.problem}: export the path of the "
+                         "service account's JSON key file in it")]
+            # the variable's value as set (before ~ is expanded), as the user wrote it
+            return [("google.key_file_env", f"{exc.variable} points at {exc.value}, which "
                      "does not exist: download the service account's JSON key there")]
         return []
     if not Path(google.token_file).is_file():
@@ -435,3 +456,59 @@ def _google_credentials(google: GoogleSettings) -> list[tuple[str, str]]:
                  "`nearmiss auth google` (with "
                  f"{google.client_secrets_env} set to the OAuth client file) to create it")]
     return []
+
+
+# -- the one check of a credential file named by an environment variable --------------------
+
+KeyKind = Literal["service_account", "oauth_client"]
+KeyFileReason = Literal["unset", "missing", "unreadable", "not_json", "wrong_kind"]
+
+
+class KeyFileError(Exception):
+    """Why the credential file an environment variable names cannot be used.
+
+    `reason`: the variable is "unset", the file is "missing", "unreadable" (cannot be
+    opened), "not_json", or the "wrong_kind" of JSON. `problem` says it in one line without
+    a fix: the config check, `nearmiss doctor` and the Google connectors each add the fix
+    that suits where they report it.
+    """
+
+    def __init__(self, reason: KeyFileReason, variable: str, value: str = "",
+                 path: Path | None = None, problem: str = "") -> None:
+        super().__init__(problem)
+        self.reason, self.variable, self.value, self.path = reason, variable, value, path
+        self.problem = problem
+
+
+_KEY_KINDS: dict[KeyKind, str] = {"service_account": "a service account key file",
+                                  "oauth_client": "an OAuth client file"}
+
+
+def key_file(variable: str, kind: KeyKind | None = None) -> Path:
+    """The credential file environment variable `variable` names: the variable is set and
+    the file exists; given `kind`, it is also read and must be JSON of that kind. Raises
+    KeyFileError."""
+    value = os.environ.get(variable) or ""
+    if not value:
+        raise KeyFileError("unset", variable, problem=f"environment variable {variable} is "
+                           "not set")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise KeyFileError("missing", variable, value, path,
+                           f"{variable} points at {path}, which does not exist")
+    if kind is None:
+        return path
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError too
+        raise KeyFileError("unreadable" if isinstance(exc, OSError) else "not_json",
+                           variable, value, path,
+                           f"cannot read {path} as JSON ({type(exc).__name__})") from None
+    if kind == "service_account":
+        right = isinstance(info, dict) and info.get("type") == "service_account"
+    else:  # google-auth-oauthlib takes the client of a desktop ("installed") or web app
+        right = isinstance(info, dict) and ("installed" in info or "web" in info)
+    if not right:
+        raise KeyFileError("wrong_kind", variable, value, path,
+                           f"{path} is not {_KEY_KINDS[kind]}")
+    return path

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import requests
 from requests.adapters import HTTPAdapter
 
-from config.settings import GoogleSettings
+from config.settings import GoogleSettings, KeyFileError, KeyKind, key_file
 from connectors.errors import (
     ApiError,
     NearmissError,
@@ -107,12 +107,12 @@ class GoogleClients:
         if settings.auth == "service_account":
             from google.oauth2 import service_account
 
-            path = _env_path(settings.key_file_env, "the service account key file")
-            try:
+            path = _key_file(settings.key_file_env, "service_account",
+                             "the service account key file", _NOT_A_KEY)
+            try:  # right kind, but google-auth may still miss a field it needs
                 base = service_account.Credentials.from_service_account_file(str(path))
             except (ValueError, KeyError, AttributeError, TypeError):
-                raise NearmissError(f"{path} is not a service account key file: download a "
-                                    "JSON key for the service account") from None
+                raise NearmissError(_NOT_A_KEY.format(path=path)) from None
             creds = base.with_scopes(scopes) if scopes else None
             gmail = None
             if "gmail" in apis:
@@ -269,15 +269,28 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines() or [type(exc).__name__])[0]
 
 
-def _env_path(variable: str, what: str) -> Path:
-    value = os.environ.get(variable)
-    if not value:
-        raise NearmissError(f"environment variable {variable} is not set: export the path of "
-                            f"{what}")
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise NearmissError(f"{variable} points at {path}, which does not exist")
-    return path
+_NOT_A_KEY = ("{path} is not a service account key file: download a JSON key for the service "
+              "account")
+_NOT_A_CLIENT = ("{path} is not an OAuth client file: download the JSON of a 'Desktop app' "
+                 "OAuth client from the Cloud console")
+
+
+def _key_file(variable: str, kind: KeyKind, what: str, wrong: str) -> Path:
+    """The credential file `variable` names (config.settings.key_file), or one line saying
+    what to do: `what` is the file as "export the path of ..." names it, `wrong` the
+    message for a file that is not that kind of JSON."""
+    try:
+        return key_file(variable, kind)
+    except KeyFileError as exc:
+        if exc.reason == "unset":
+            message = f"{exc.problem}: export the path of {what}"
+        elif exc.reason == "missing":
+            message = exc.problem
+        elif exc.reason == "unreadable":
+            message = f"{exc.problem}: give the user that runs nearmiss read access to it"
+        else:  # not JSON, or JSON of another kind: worded as google-auth's refusal is
+            message = wrong.format(path=exc.path)
+        raise NearmissError(message) from None
 
 
 def authorise_user(settings: GoogleSettings,
@@ -291,13 +304,13 @@ def authorise_user(settings: GoogleSettings,
     """
     from google_auth_oauthlib.flow import InstalledAppFlow
 
-    secrets = _env_path(settings.client_secrets_env, "the OAuth client secrets file")
+    secrets = _key_file(settings.client_secrets_env, "oauth_client",
+                        "the OAuth client secrets file", _NOT_A_CLIENT)
     scopes = [s for api in apis for s in SCOPES[api]]
     try:
         flow = InstalledAppFlow.from_client_secrets_file(str(secrets), scopes=scopes)
     except (ValueError, KeyError, json.JSONDecodeError):
-        raise NearmissError(f"{secrets} is not an OAuth client file: download the JSON of a "
-                            "'Desktop app' OAuth client from the Cloud console") from None
+        raise NearmissError(_NOT_A_CLIENT.format(path=secrets)) from None
     try:
         creds = flow.run_local_server(port=0, open_browser=False,
                                       timeout_seconds=timeout_seconds)

@@ -9,7 +9,6 @@ Google Sheets edit check sets the spreadsheet's title to the title it already ha
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 
 from config.settings import (
     Config,
@@ -25,12 +25,17 @@ from config.settings import (
     GoogleFormsApi,
     GoogleFormsCsv,
     GoogleSheetsTracker,
+    KeyFileError,
     MicrosoftFormsXlsx,
     Smtp,
     XlsxTracker,
+    google_api,
+    google_apis,
+    key_file,
 )
 from connectors.base import Pull
 from connectors.errors import ApiError, NearmissError
+from jobs import wiring
 from transforms.normalize import map_answers, question_key
 
 Out = Callable[[str], None]
@@ -76,30 +81,29 @@ class Doctor:
 
     def run(self) -> list[str]:
         s = self.settings
-        if self.uses_google():
+        if google_apis(s):
             self.google_credentials()
         self.check("store", lambda: self.store(s.store.path) if s.store.url is None
                    else self.server_store())
         for i, src in enumerate(s.sources):
-            self.source(i, src)
-        self.tracker()
-        self.mail()
+            self.part(f"source {src.name}", src, f"sources[{i}]")
+        self.part("tracker", s.tracker, "tracker")
+        self.part("mail", s.mail.transport, "mail.transport")
         self.out(f"doctor: {len(self.problems)} problem(s)" if self.problems else
                  "doctor: everything the config needs is in place")
         return self.problems
 
-    def uses_google(self) -> bool:
-        s = self.settings
-        return (any(isinstance(src, GoogleFormsApi) for src in s.sources)
-                or isinstance(s.tracker, GoogleSheetsTracker)
-                or isinstance(s.mail.transport, Gmail))
+    def part(self, what: str, part: BaseModel, key: str) -> None:
+        """Try a source, the tracker or the mail transport with the check of its kind
+        (CHECKS); `key` is where it is in the config, for the fixes."""
+        if google_api(part) and not self.google_ready:
+            self.out(f"skip: {what}: not tried without working Google credentials")
+            return
+        CHECKS[type(part)](self, what, part, key)
 
-    def apis(self) -> list[str]:
-        s = self.settings
-        used = {"forms": any(isinstance(src, GoogleFormsApi) for src in s.sources),
-                "sheets": isinstance(s.tracker, GoogleSheetsTracker),
-                "gmail": isinstance(s.mail.transport, Gmail)}
-        return [api for api, on in used.items() if on]
+    def connector(self, part: BaseModel) -> Any:
+        """The connector a run would build for `part` (jobs.wiring): building it does no I/O."""
+        return wiring.connector(self.config, part, self.clients)
 
     # -- Google credentials ---------------------------------------------------------------------
 
@@ -120,10 +124,10 @@ class Doctor:
         creds = self.clients.credentials
         if creds is None:
             self.ok(what, "none for Forms and Sheets (an unauthenticated client was given)"
-                    if {"forms", "sheets"} & set(self.apis()) else
+                    if {"forms", "sheets"} & set(google_apis(self.settings)) else
                     f"{self.clients.account} (the Gmail token is tried under mail)")
             return
-        scopes = ", ".join(a for a in self.apis() if a != "gmail")
+        scopes = ", ".join(a for a in google_apis(self.settings) if a != "gmail")
         try:
             self.clients.call("Google credentials", lambda: _refresh(creds))
         except ApiError as exc:
@@ -141,28 +145,15 @@ class Doctor:
         g = self.settings.google
         assert g is not None  # the config check requires it
         if g.auth == "service_account":
-            value = os.environ.get(g.key_file_env)
-            if not value:
-                raise _Failed(f"environment variable {g.key_file_env} is not set",
-                              f"export {g.key_file_env}=/path/to/service-account-key.json")
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise _Failed(f"{g.key_file_env} points at {path}, which does not exist",
-                              "download a JSON key of the service account (IAM & Admin > "
-                              "Service accounts > Keys) and point the variable at it")
             try:
-                info = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise _Failed(f"cannot read {path} as JSON ({type(exc).__name__})",
-                              "download the service account's JSON key again") from None
-            if not isinstance(info, dict) or info.get("type") != "service_account":
-                raise _Failed(f"{path} is not a service account key file",
-                              "download a JSON key for the service account (not an OAuth "
-                              "client file)")
+                key_file(g.key_file_env, "service_account")
+            except KeyFileError as exc:
+                raise _Failed(exc.problem, _KEY_FILE_FIXES[exc.reason].format(
+                    variable=exc.variable)) from None
         elif not Path(g.token_file).is_file():
             raise _Failed(f"no Google user token at {g.token_file}",
                           "run `nearmiss auth google`")
-        return GoogleClients.from_settings(g, self.apis())
+        return GoogleClients.from_settings(g, google_apis(self.settings))
 
     # -- store ------------------------------------------------------------------------------
 
@@ -194,48 +185,37 @@ class Doctor:
 
     # -- sources ----------------------------------------------------------------------------
 
-    def source(self, index: int, src: Any) -> None:
-        what = f"source {src.name}"
-        s = self.settings
-        if isinstance(src, GoogleFormsCsv | MicrosoftFormsXlsx):
-            from connectors.form_exports import GoogleFormsCsvSource, MicrosoftFormsXlsxSource
-
-            if not Path(src.path).is_file():
-                self.fail(what, f"export file not found: {src.path}",
-                          f"save the form's responses export there, or correct "
-                          f"sources[{index}].path")
-                return
-            reader = (GoogleFormsCsvSource(src.name, src.path, s.tz, s.dayfirst)
-                      if isinstance(src, GoogleFormsCsv)
-                      else MicrosoftFormsXlsxSource(src.name, src.path, s.tz, src.sheet))
-            try:
-                pulled = reader.pull(None)
-            except NearmissError as exc:
-                self.fail(what, str(exc))
-                return
-            self.ok(what, f"{src.path} is readable ({len(pulled.responses)} responses, "
-                          f"{len(pulled.questions)} questions)")
-            self.mapping(what, src, pulled.questions)
-            self.values(what, src, pulled)
+    def export_file(self, what: str, src: GoogleFormsCsv | MicrosoftFormsXlsx,
+                    key: str) -> None:
+        if not Path(src.path).is_file():
+            self.fail(what, f"export file not found: {src.path}",
+                      f"save the form's responses export there, or correct {key}.path")
             return
-        if isinstance(src, GoogleFormsApi):
-            if not self.google_ready:
-                self.out(f"skip: {what}: not tried without working Google credentials")
-                return
-            from connectors.google_forms import GoogleFormsSource, form_problem
+        try:
+            pulled = self.connector(src).pull(None)
+        except NearmissError as exc:
+            self.fail(what, str(exc))
+            return
+        self.ok(what, f"{src.path} is readable ({len(pulled.responses)} responses, "
+                      f"{len(pulled.questions)} questions)")
+        self.mapping(what, src, pulled.questions)
+        self.values(what, src, pulled)
 
-            reader = GoogleFormsSource(src.name, src.form_id, self.clients)
-            try:
-                detail, questions = reader.check()
-            except ApiError as exc:
-                found = form_problem(exc, src.form_id, self.clients.account)
-                if found and "form_id" in found[1]:
-                    found = (found[0], f"check sources[{index}].form_id (the id between /d/ "
-                                       "and /edit in the form's edit address)")
-                self.fail(what, *(found or (str(exc), None)))
-                return
-            self.ok(what, detail)
-            self.mapping(what, src, questions)
+    def google_form(self, what: str, src: GoogleFormsApi, key: str) -> None:
+        from connectors.google_forms import form_problem
+
+        reader = self.connector(src)
+        try:
+            detail, questions = reader.check()
+        except ApiError as exc:
+            found = form_problem(exc, src.form_id, self.clients.account)
+            if found and "form_id" in found[1]:
+                found = (found[0], f"check {key}.form_id (the id between /d/ and /edit in "
+                                   "the form's edit address)")
+            self.fail(what, *(found or (str(exc), None)))
+            return
+        self.ok(what, detail)
+        self.mapping(what, src, questions)
 
     def mapping(self, what: str, src: Any, questions: dict[str, str]) -> None:
         """Questions the mapping knows neither by id nor by title: their answers hold a
@@ -262,28 +242,18 @@ class Doctor:
         for note in mapped.column_notes:
             self.warn(what, note.removeprefix(f"{src.name}: "))
 
-    # -- tracker ----------------------------------------------------------------------------
+    # -- tracker (each check returns its "ok" detail or raises _Failed: see CHECKS) ----------
 
-    def tracker(self) -> None:
-        t = self.settings.tracker
-        if isinstance(t, XlsxTracker):
-            self.check("tracker", lambda: self.xlsx_tracker(Path(t.path)))
-        elif isinstance(t, GoogleSheetsTracker):
-            if not self.google_ready:
-                self.out("skip: tracker: not tried without working Google credentials")
-                return
-            self.check("tracker", lambda: self.sheets_tracker(t.spreadsheet_id))
-
-    def xlsx_tracker(self, path: Path) -> str:
+    def xlsx_tracker(self, t: XlsxTracker) -> str:
+        path = Path(t.path)
         lock = path.with_name(f"~${path.name}")
         if lock.exists():
             self.warn("tracker", f"{lock.name} exists: the workbook is open in Excel "
                                  "somewhere; close it before the run, or the save fails")
         if path.exists():
-            from connectors.xlsx_tracker import XlsxTracker as XlsxConnector
             from transforms.tracker import SHEETS
 
-            found = XlsxConnector(path).read(SHEETS)
+            found = self.connector(t).read(SHEETS)
             _probe_folder(path.parent)
             if not os.access(path, os.W_OK):
                 raise _Failed(f"{path} is read-only", "give the user that runs nearmiss "
@@ -293,10 +263,11 @@ class Doctor:
         where = _probe_folder(path.parent)
         return f"{path} will be created ({where} is writable)"
 
-    def sheets_tracker(self, spreadsheet_id: str) -> str:
+    def sheets_tracker(self, t: GoogleSheetsTracker) -> str:
         """spreadsheets.get, then a batchUpdate that sets the title to itself: it needs
         edit rights (viewers and commenters get 403) and changes no content. There is no
         read-only way to ask Sheets "may I edit?" without a Drive scope."""
+        spreadsheet_id = t.spreadsheet_id
         account = self.clients.account
         service = self.clients.service("sheets", "v4")
         what = "tracker"
@@ -318,20 +289,10 @@ class Doctor:
         return (f"spreadsheet {title!r} is readable and editable by {account} "
                 f"(sheets: {', '.join(filter(None, sheets))})")
 
-    # -- mail -------------------------------------------------------------------------------
+    # -- mail (each check returns its "ok" detail or raises _Failed: see CHECKS) -------------
 
-    def mail(self) -> None:
-        t = self.settings.mail.transport
-        what = "mail"
-        if isinstance(t, EmlFolder):
-            self.check(what, lambda: self.folder("outbox folder", Path(t.path)))
-        elif isinstance(t, Smtp):
-            self.check(what, lambda: self.smtp(t))
-        elif isinstance(t, Gmail):
-            if not self.google_ready:
-                self.out("skip: mail: not tried without working Google credentials")
-                return
-            self.check(what, lambda: self.gmail(t))
+    def outbox_folder(self, t: EmlFolder) -> str:
+        return self.folder("outbox folder", Path(t.path))
 
     @staticmethod
     def folder(name: str, path: Path) -> str:
@@ -342,11 +303,7 @@ class Doctor:
 
     def smtp(self, t: Smtp) -> str:
         """Connect, STARTTLS/TLS, log in, NOOP, QUIT: everything but sending."""
-        from connectors.mail import SmtpTransport
-
-        transport = SmtpTransport(t.host, t.port, t.security, t.username, t.password(),
-                                  t.timeout_seconds, t.ca_file)
-        smtp = transport._open()  # raises MailError with the fix
+        smtp = self.connector(t)._open()  # raises MailError with the fix
         try:
             code, _ = smtp.noop()
         finally:
@@ -378,6 +335,38 @@ class Doctor:
                               f"{address}: unless it is a send-as alias of that user, Gmail "
                               "replaces the From address")
         return f"a gmail.send token for {who} was issued (nothing was sent)"
+
+
+Check = Callable[[Doctor, str, Any, str], None]  # (doctor, what, part, key)
+
+
+def _one_line(check: Callable[[Doctor, Any], str]) -> Check:
+    """A check that returns its "ok" detail or raises, reported as one line."""
+    return lambda doctor, what, part, key: doctor.check(what, lambda: check(doctor, part))
+
+
+# The check of each kind of source, tracker and mail transport: the kinds are those
+# jobs.wiring.CONNECTORS builds, and the checks use the connectors it builds.
+CHECKS: dict[type[BaseModel], Check] = {
+    GoogleFormsCsv: Doctor.export_file,
+    MicrosoftFormsXlsx: Doctor.export_file,
+    GoogleFormsApi: Doctor.google_form,
+    XlsxTracker: _one_line(Doctor.xlsx_tracker),
+    GoogleSheetsTracker: _one_line(Doctor.sheets_tracker),
+    EmlFolder: _one_line(Doctor.outbox_folder),
+    Smtp: _one_line(Doctor.smtp),
+    Gmail: _one_line(Doctor.gmail),
+}
+
+# The fix `nearmiss doctor` gives for each reason a service account key file is unusable.
+_KEY_FILE_FIXES = {
+    "unset": "export {variable}=/path/to/service-account-key.json",
+    "missing": "download a JSON key of the service account (IAM & Admin > Service accounts > "
+               "Keys) and point the variable at it",
+    "unreadable": "download the service account's JSON key again",
+    "not_json": "download the service account's JSON key again",
+    "wrong_kind": "download a JSON key for the service account (not an OAuth client file)",
+}
 
 
 def _refresh(creds: Any) -> None:

@@ -1,9 +1,17 @@
-"""Build the connectors a deployment's config asks for."""
+"""Build the connectors a deployment's config asks for.
+
+`CONNECTORS` is the one place that says which connector each kind of source, tracker and
+mail transport builds: a run (`build`) and `nearmiss doctor` both get theirs from
+`connector`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel
 
 from config.settings import (
     Config,
@@ -16,6 +24,7 @@ from config.settings import (
     Settings,
     Smtp,
     XlsxTracker,
+    google_apis,
 )
 from connectors.base import FormSource, MailTransport, Tracker
 from connectors.form_exports import GoogleFormsCsvSource, MicrosoftFormsXlsxSource
@@ -23,6 +32,10 @@ from connectors.mail import EmlFolderTransport, SmtpTransport
 from connectors.store import Store
 from connectors.templates import Renderer
 from connectors.xlsx_tracker import XlsxTracker as XlsxTrackerConnector
+
+# The GoogleClients of one Google connector, made only when such a connector is built.
+GoogleFactory = Callable[[], Any]
+Builder = Callable[[Any, Settings, GoogleFactory], Any]
 
 
 @dataclass
@@ -35,56 +48,88 @@ class Connectors:
     tracker_location: str  # how emails point managers at the tracker
 
 
+def _google_forms_csv(src: GoogleFormsCsv, s: Settings, google: GoogleFactory) -> FormSource:
+    return GoogleFormsCsvSource(src.name, src.path, s.tz, s.dayfirst)
+
+
+def _microsoft_forms_xlsx(src: MicrosoftFormsXlsx, s: Settings,
+                          google: GoogleFactory) -> FormSource:
+    return MicrosoftFormsXlsxSource(src.name, src.path, s.tz, src.sheet)
+
+
+def _google_forms_api(src: GoogleFormsApi, s: Settings, google: GoogleFactory) -> FormSource:
+    from connectors.google_forms import GoogleFormsSource
+
+    return GoogleFormsSource(src.name, src.form_id, google(),
+                             overlap_minutes=src.overlap_minutes)
+
+
+def _xlsx_tracker(t: XlsxTracker, s: Settings, google: GoogleFactory) -> Tracker:
+    return XlsxTrackerConnector(t.path)
+
+
+def _google_sheets(t: GoogleSheetsTracker, s: Settings, google: GoogleFactory) -> Tracker:
+    from connectors.google_sheets import GoogleSheetsTracker as SheetsConnector
+
+    return SheetsConnector(t.spreadsheet_id, google(), protection=t.protection)
+
+
+def _eml_folder(t: EmlFolder, s: Settings, google: GoogleFactory) -> MailTransport:
+    return EmlFolderTransport(t.path)
+
+
+def _smtp(t: Smtp, s: Settings, google: GoogleFactory) -> MailTransport:
+    return SmtpTransport(t.host, t.port, t.security, t.username, t.password(),
+                         t.timeout_seconds, t.ca_file)
+
+
+def _gmail(t: Gmail, s: Settings, google: GoogleFactory) -> MailTransport:
+    from connectors.gmail import GmailTransport
+
+    return GmailTransport(google(), user_id=t.user_id)
+
+
+# Each kind of the config's sources, tracker and mail transport -> how its connector is built.
+# The Google connectors' modules are imported only when a config uses them.
+CONNECTORS: dict[type[BaseModel], Builder] = {
+    GoogleFormsCsv: _google_forms_csv,
+    MicrosoftFormsXlsx: _microsoft_forms_xlsx,
+    GoogleFormsApi: _google_forms_api,
+    XlsxTracker: _xlsx_tracker,
+    GoogleSheetsTracker: _google_sheets,
+    EmlFolder: _eml_folder,
+    Smtp: _smtp,
+    Gmail: _gmail,
+}
+
+
+def connector(config: Config, part: BaseModel, google: Any = None) -> Any:
+    """The connector one part of `config` builds: a source (a FormSource), the tracker (a
+    Tracker) or the mail transport (a MailTransport). Building one does no I/O.
+
+    `google` (a GoogleClients) replaces the default Google authentication, so tests can
+    point the real client libraries at local fakes; without it, each Google connector gets
+    clients of its own from the config's `google:` section.
+    """
+    return CONNECTORS[type(part)](part, config.settings, lambda: _google(config, google))
+
+
 def build(config: Config, google: Any = None) -> Connectors:
-    """The connectors of `config`. `google` (a GoogleClients) replaces the default Google
-    authentication, so tests can point the real client libraries at local fakes."""
+    """The connectors of `config`; `google` as for `connector`."""
     s = config.settings
-    sources: list[FormSource] = []
-    for src in s.sources:
-        if isinstance(src, GoogleFormsCsv):
-            sources.append(GoogleFormsCsvSource(src.name, src.path, s.tz, s.dayfirst))
-        elif isinstance(src, MicrosoftFormsXlsx):
-            sources.append(MicrosoftFormsXlsxSource(src.name, src.path, s.tz, src.sheet))
-        elif isinstance(src, GoogleFormsApi):
-            from connectors.google_forms import GoogleFormsSource
-
-            sources.append(GoogleFormsSource(src.name, src.form_id, _google(config, google),
-                                             overlap_minutes=src.overlap_minutes))
-
-    tracker: Tracker
-    if isinstance(s.tracker, XlsxTracker):
-        tracker = XlsxTrackerConnector(s.tracker.path)
-        location = str(s.tracker.path)
-    elif isinstance(s.tracker, GoogleSheetsTracker):
-        from connectors.google_sheets import GoogleSheetsTracker as SheetsConnector
-
-        tracker = SheetsConnector(s.tracker.spreadsheet_id, _google(config, google),
-                                  protection=s.tracker.protection)
-        location = f"https://docs.google.com/spreadsheets/d/{s.tracker.spreadsheet_id}"
-
-    transport: MailTransport
-    t = s.mail.transport
-    if isinstance(t, EmlFolder):
-        transport = EmlFolderTransport(t.path)
-    elif isinstance(t, Smtp):
-        transport = SmtpTransport(t.host, t.port, t.security, t.username, t.password(),
-                                  t.timeout_seconds, t.ca_file)
-    else:
-        from connectors.gmail import GmailTransport
-
-        transport = GmailTransport(_google(config, google), user_id=t.user_id)
-
+    sources = [connector(config, src, google) for src in s.sources]
+    tracker = connector(config, s.tracker, google)
+    transport = connector(config, s.mail.transport, google)
+    # the store last: a config whose connectors cannot be built leaves it untouched
     return Connectors(store=Store.open(s.store), sources=sources, tracker=tracker,
                       transport=transport, renderer=Renderer(s.mail.templates),
-                      tracker_location=location)
+                      tracker_location=_tracker_location(s.tracker))
 
 
-def google_apis(s: Settings) -> list[str]:
-    """The Google APIs a deployment uses: its credentials get only their scopes."""
-    return [api for api, used in (
-        ("forms", any(isinstance(src, GoogleFormsApi) for src in s.sources)),
-        ("sheets", isinstance(s.tracker, GoogleSheetsTracker)),
-        ("gmail", isinstance(s.mail.transport, Gmail))) if used]
+def _tracker_location(t: XlsxTracker | GoogleSheetsTracker) -> str:
+    if isinstance(t, GoogleSheetsTracker):
+        return f"https://docs.google.com/spreadsheets/d/{t.spreadsheet_id}"
+    return str(t.path)
 
 
 def _google(config: Config, clients: Any) -> Any:

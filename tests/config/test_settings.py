@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from config import ConfigError, load_config, load_rules
+from config.settings import KeyFileError, google_api, google_apis, key_file
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 
@@ -126,3 +127,87 @@ def test_deployment_points_at_a_broken_rules_file(tmp_path):
         load_config(write(tmp_path, deploy))
     text = "\n".join(err.value.lines())
     assert "triage.default" in text and "Mars/Olympus" in text
+
+
+# -- credential files -------------------------------------------------------------------------
+
+
+def test_key_file_says_why_a_credential_file_cannot_be_used(tmp_path, monkeypatch):
+    monkeypatch.delenv("NM_TEST_KEY", raising=False)
+    with pytest.raises(KeyFileError) as err:
+        key_file("NM_TEST_KEY")
+    assert (err.value.reason, err.value.problem) == (
+        "unset", "environment variable NM_TEST_KEY is not set")
+    monkeypatch.setenv("NM_TEST_KEY", str(tmp_path / "gone.json"))
+    with pytest.raises(KeyFileError) as err:
+        key_file("NM_TEST_KEY", "service_account")
+    assert (err.value.reason, err.value.problem) == (
+        "missing", f"NM_TEST_KEY points at {tmp_path}/gone.json, which does not exist")
+    path = tmp_path / "key.json"
+    path.write_text("not JSON")
+    monkeypatch.setenv("NM_TEST_KEY", str(path))
+    assert key_file("NM_TEST_KEY") == path  # without a kind the content is not read
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")  # as for another user's 0600 file
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "read_text", refuse)
+        with pytest.raises(KeyFileError) as err:
+            key_file("NM_TEST_KEY", "service_account")
+    assert (err.value.reason, err.value.problem) == (
+        "unreadable", f"cannot read {path} as JSON (PermissionError)")
+
+
+@pytest.mark.parametrize(("content", "kind", "reason", "problem"), [
+    (b"not JSON", "service_account", "not_json", "cannot read {} as JSON (JSONDecodeError)"),
+    (b"\xff\xfe{}", "oauth_client", "not_json", "cannot read {} as JSON (UnicodeDecodeError)"),
+    (b'{"installed": {}}', "service_account", "wrong_kind",
+     "{} is not a service account key file"),
+    (b"[1, 2]", "service_account", "wrong_kind", "{} is not a service account key file"),
+    (b'{"type": "service_account"}', "oauth_client", "wrong_kind",
+     "{} is not an OAuth client file"),
+    (b'{"type": "service_account"}', "service_account", None, None),
+    (b'{"installed": {"client_id": "x"}}', "oauth_client", None, None),
+    (b'{"web": {"client_id": "x"}}', "oauth_client", None, None),
+])
+def test_key_file_reads_the_kind_asked_for(tmp_path, monkeypatch, content, kind, reason,
+                                           problem):
+    path = tmp_path / "key.json"
+    path.write_bytes(content)
+    monkeypatch.setenv("NM_TEST_KEY", str(path))
+    if reason is None:
+        assert key_file("NM_TEST_KEY", kind) == path
+        return
+    with pytest.raises(KeyFileError) as err:
+        key_file("NM_TEST_KEY", kind)
+    assert (err.value.reason, err.value.problem) == (reason, problem.format(path))
+    assert err.value.variable == "NM_TEST_KEY" and err.value.path == path
+
+
+def test_the_config_check_names_the_key_file_as_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NM_TEST_KEY", "~/keys/sa.json")
+    data = demo_data()
+    data["mail"]["transport"] = {"kind": "gmail"}
+    data["google"] = {"key_file_env": "NM_TEST_KEY"}
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [("google.key_file_env", "NM_TEST_KEY points at "
+                                   "~/keys/sa.json, which does not exist: download the "
+                                   "service account's JSON key there")]
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "sa.json").write_text("{}")  # the content is the connectors' concern
+    assert google_apis(load_config(path).settings) == ["gmail"]
+
+
+def test_google_apis_are_those_of_the_kinds_in_use_in_a_fixed_order(tmp_path):
+    data = demo_data()
+    assert google_apis(load_config(write(tmp_path, data)).settings) == []
+    data["mail"]["transport"] = {"kind": "gmail"}
+    data["tracker"] = {"kind": "google_sheets", "spreadsheet_id": "sheet"}
+    data["sources"].append({"name": "api", "kind": "google_forms_api", "form_id": "form"})
+    data["google"] = {"auth": "user"}
+    settings = load_config(write(tmp_path, data), check_credentials=False).settings
+    assert google_apis(settings) == ["forms", "sheets", "gmail"]
+    assert [google_api(part) for part in settings.sources] == [None, None, "forms"]

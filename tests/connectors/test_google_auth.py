@@ -147,6 +147,38 @@ def test_credential_problems_are_one_line(tmp_path, monkeypatch):
     assert all("\n" not in str(p) and "Traceback" not in str(p) for p in problems)
 
 
+def test_unreadable_key_and_client_secrets_files_are_one_line(tmp_path, monkeypatch):
+    settings = GoogleSettings(auth="user", client_secrets_env="NEARMISS_TEST_SECRETS",
+                              token_file=tmp_path / "google-token.json")
+    monkeypatch.delenv("NEARMISS_TEST_SECRETS", raising=False)
+    with pytest.raises(NearmissError) as err:
+        authorise_user(settings)
+    assert str(err.value) == ("environment variable NEARMISS_TEST_SECRETS is not set: export "
+                              "the path of the OAuth client secrets file")
+    secrets = tmp_path / "client_secret.json"
+    monkeypatch.setenv("NEARMISS_TEST_SECRETS", str(secrets))
+    with pytest.raises(NearmissError, match=r"client_secret\.json, which does not exist$"):
+        authorise_user(settings)
+    for content in ("not json at all", json.dumps({"type": "service_account"})):
+        secrets.write_text(content)
+        with pytest.raises(NearmissError, match=f"^{re.escape(str(secrets))} is not an OAuth "
+                                                "client file: download the JSON of a 'Desktop "
+                                                "app' OAuth client"):
+            authorise_user(settings)
+
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")  # as for another user's 0600 file
+
+    key = tmp_path / "sa.json"
+    key.write_text(json.dumps({"type": "service_account"}))
+    monkeypatch.setenv(KEY_ENV, str(key))
+    monkeypatch.setattr(Path, "read_text", refuse)
+    with pytest.raises(NearmissError) as err:
+        GoogleClients.from_settings(GoogleSettings(key_file_env=KEY_ENV))
+    assert str(err.value) == (f"cannot read {key} as JSON (PermissionError): give the user "
+                              "that runs nearmiss read access to it")
+
+
 def test_a_revoked_key_is_one_clear_line(server, key_file):
     clients = GoogleClients.from_settings(GoogleSettings(key_file_env=KEY_ENV), ["forms"],
                                           endpoint=server.url, **FAST)

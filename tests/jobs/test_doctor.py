@@ -9,14 +9,18 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
 
 from config import Config, load_config
+from config.settings import Source, Transport
+from config.settings import Tracker as TrackerKind
 from connectors.google_auth import SCOPES, GoogleClients
 from jobs.cli import main
-from jobs.doctor import doctor
+from jobs.doctor import CHECKS, doctor
+from jobs.wiring import CONNECTORS
 from tests.fakes.deployment import DEMO, Deployment, Q
 from tests.fakes.google import GoogleFakeServer, QuestionSpec
 from tests.fakes.google_credentials import (
@@ -238,3 +242,26 @@ def test_credentials_are_checked_first_and_their_failure_skips_google(google, mo
     assert problems == [f"Google credentials: {config.path.parent}/client_secret.json is not "
                         "a service account key file — fix: download a JSON key for the "
                         "service account (not an OAuth client file)"]
+
+
+def test_a_key_file_that_is_not_json_fails_with_the_fix(google, monkeypatch):
+    server, config = google
+    key = Path(config.path).with_name("truncated.json")
+    key.write_text('{"type": "service_acc')
+    monkeypatch.setenv(KEY_ENV, str(key))
+    problems, lines = run_doctor(config)
+    assert problems == [f"Google credentials: cannot read {key} as JSON (JSONDecodeError) — "
+                        "fix: download the service account's JSON key again"]
+    assert "skip: tracker: not tried without working Google credentials" in lines
+    assert "skip: mail: not tried without working Google credentials" in lines
+    assert server.counters.total == 0
+
+
+# -- one registry of kinds --------------------------------------------------------------------
+
+
+def test_every_kind_of_the_config_is_built_by_wiring_and_checked_by_doctor():
+    kinds = {model for part in (Source, TrackerKind, Transport)
+             for model in get_args(get_args(part)[0])}
+    assert set(CONNECTORS) == kinds
+    assert set(CHECKS) == kinds
