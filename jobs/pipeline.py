@@ -315,6 +315,14 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
         r.taken["action"] = max(map(action_number, assigned), default=0)
         r.on_write += [AuditEvent("action", aid, "action added",
                                   f"row {row} of {ACTIONS.title}") for aid, row in assigned.items()]
+    # An action id in the sheet that the tracker is not known to hold was written by a run
+    # stopped before it could say so (or typed by a manager): it is added now. Known only
+    # once the store records what the tracker holds (every run since that began).
+    written = store.state(f"tracker:{ACTIONS.title}")
+    unsaid = [(k, row) for k, row in actions.rows.items() if k not in written
+              and k not in assigned] if store.state(f"tracker:{REPORTS.title}") else []
+    r.events += [AuditEvent("action", k, "action added", f"row {row} of {ACTIONS.title}")
+                 for k, row in unsaid]
     manager: dict[str, dict[str, dict[str, str]]] = {}
     with r.saving():
         # An id the sheet already holds is taken, even if the run that wrote it was stopped
