@@ -176,19 +176,18 @@ def test_an_internal_error_names_its_type_and_place_not_its_message(raise_it, ki
         main(["--verbose", "--config", "unused.yaml", "check"])
 
 
-def test_a_read_only_store_folder_stops_the_run_at_the_lock_file(tmp_path, immutable):
+def test_a_read_only_store_folder_stops_the_run_at_the_lock_file(tmp_path, immutable, capsys):
     dep = Deployment(tmp_path)
     dep.add_google("2026-11-20 10:00", description=SECRET)
     dep.data["store"] = {"path": "store/nearmiss.db"}
     config = str(dep.config().path)
-    assert nearmiss("--config", config, "run", "--now", "2026-11-23T09:00Z",
-                    cwd=tmp_path).returncode == 0
+    assert main(["--config", config, "run", "--now", "2026-11-23T09:00Z"]) == 0
     folder = tmp_path / "store"
     (folder / "nearmiss.lock").unlink()
     immutable(folder)  # nothing new can be created in it, by root either
-    done = nearmiss("--config", config, "run", "--now", "2026-11-24T09:00Z", cwd=tmp_path)
-    assert done.returncode == 1
-    line = assert_one_clean_line(done.stderr)
+    capsys.readouterr()
+    assert main(["--config", config, "run", "--now", "2026-11-24T09:00Z"]) == 1
+    line = assert_one_clean_line(capsys.readouterr().err)
     assert line == (f"nearmiss: error: cannot write the lock file nearmiss.lock in {folder}: "
                     "the folder is read-only; give the user that runs nearmiss write access "
                     "to it")

@@ -80,7 +80,7 @@ def responses(rows: list[tuple[str, dict[str, str], str | None]], tz) -> pd.Data
     return pd.DataFrame(out)
 
 
-@settings(max_examples=10, deadline=None,
+@settings(max_examples=6, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(rows=st.lists(response, min_size=1, max_size=12), dayfirst=st.booleans())
 def test_no_answer_or_timestamp_raises_anywhere(rows, dayfirst, rules, tz, tmp_path_factory):
