@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,15 +26,20 @@ from config.settings import Config
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
 from connectors.store import OutboxItem, Store
-from domain.address import valid_address
 from domain.ids import action_id, action_number, pattern_id, report_id
 from domain.records import AuditEvent, SheetWrite
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
 from transforms import normalize, repeats
 from transforms.actions import action_state, pattern_closures, report_closure
-from transforms.audit import ENTITY_OF_SHEET, decision_events, manager_events, pattern_events
-from transforms.loop import REPORTER_KINDS, owed_messages
+from transforms.audit import (
+    ENTITY_OF_SHEET,
+    decision_events,
+    manager_events,
+    move_events,
+    pattern_events,
+)
+from transforms.loop import loop_status, owed_messages
 from transforms.tracker import (
     ACTIONS,
     DATA_QUALITY,
@@ -46,6 +51,7 @@ from transforms.tracker import (
     archive_targets,
     archived_in,
     assign_ids,
+    closed_days,
     family,
     manager_changes,
     merge_writes,
@@ -504,20 +510,7 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     """Write changed system cells and new rows of every sheet in one batch, and move rows
     closed long ago to their yearly archive sheet (and reopened ones back)."""
     store, rules, tz = r.c.store, r.config.rules, r.tz
-    outbox = store.outbox_frame()
-    sent = outbox[outbox["sent_at"].notna()]
-    kinds = sent.groupby("entity_id")["kind"].agg(set).to_dict()
-    requested = sent[sent["kind"] == "missing_info"].groupby("entity_id")["sent_at"].max()
-    undelivered = _undelivered(outbox)
-    view = view.assign(
-        loop=[_loop_text(kinds.get(rid, set()), anon, undelivered.get(rid, "")) for rid, anon
-              in zip(view["report_id"], view["anonymous"], strict=True)],
-        info_requested=view["report_id"].map(requested).map(
-            lambda t: normalize.local_time(pd.Timestamp(t), tz, "%Y-%m-%d")
-            if isinstance(t, str) else ""),
-        contactable=view["reporter_email"].map(valid_address),
-        undelivered=view["report_id"].map(lambda rid: undelivered.get(rid, "")),
-    )
+    view = view.join(loop_status(view, store.outbox_frame(), tz))
     manager = {spec.title: store.state(f"manager:{spec.title}") for spec in SHEETS}
     writes = list(r.id_writes)
     plans = [
@@ -529,7 +522,7 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     # Keys the tracker is known to hold: stored only after a write succeeded, so a run
     # stopped before writing never makes the next one think a manager deleted a row.
     written = {spec.title: store.state(f"tracker:{spec.title}") for spec in SHEETS}
-    closed_on = _closed_on(r, view, patterns)
+    closed_on = closed_days(view, patterns, tz)
     days = r.config.settings.tracker.archive_after_days
     cutoff = r.now.tz_convert(tz).date() - timedelta(days=days) if days else None
     restored_events: list[AuditEvent] = []
@@ -553,7 +546,7 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     except NearmissError as exc:
         r.failed("tracker write", exc)
         return
-    r.events += restored_events + _move_events(moves, closed_on, days) + r.on_write
+    r.events += restored_events + move_events(moves, closed_on, days) + r.on_write
     with r.saving():
         store.reserve("action", r.taken.get("action", 0))
         for spec, desired in plans:
@@ -565,67 +558,6 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     r.summary.tracker_archived = len(moves) - r.summary.tracker_returned
 
 
-def _closed_on(r: Run, view: pd.DataFrame, patterns: pd.DataFrame
-               ) -> dict[str, dict[str, date | None]]:
-    """Per archived sheet, the local day each row was closed (None: open). A report is
-    closed as `report_closure` decides; a pattern when its status is closed (its review
-    closed or an action on it verified, and no recurrence since)."""
-    def day(at: Any) -> date | None:
-        return pd.Timestamp(at).tz_convert(r.tz).date() if pd.notna(at) else None
-
-    return {
-        REPORTS.title: {rid: when if closed and isinstance(when, date) and pd.notna(when)
-                        else None
-                        for rid, closed, when in zip(view["report_id"], view["closed"],
-                                                     view["closed_on"], strict=True)},
-        PATTERNS.title: {pid: day(at) if status == "closed" else None
-                         for pid, status, at in zip(patterns["pattern_id"], patterns["status"],
-                                                    patterns["closed_at"], strict=True)},
-    }
-
-
-def _move_events(moves: list[tuple[str, str, str, str]],
-                 closed_on: dict[str, dict[str, date | None]], days: int | None
-                 ) -> list[AuditEvent]:
-    """Why each row moved: closed long enough ago, or no longer closed."""
-    events = []
-    for sheet, key, source, target in moves:
-        if target == sheet:
-            events.append(AuditEvent(ENTITY_OF_SHEET[sheet], key, "row unarchived",
-                                     f"moved from {source} back to {target}: no longer "
-                                     "closed", {"from": source, "to": target}))
-            continue
-        when = closed_on[sheet].get(key)
-        why = f"closed on {when:%Y-%m-%d}" if when else "closed"
-        if days:
-            why += f", more than {days} days ago"
-        events.append(AuditEvent(ENTITY_OF_SHEET[sheet], key, "row archived",
-                                 f"moved from {source} to {target}: {why}",
-                                 {"from": source, "to": target}))
-    return events
-
-
 def _changed(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     """Only the entries that differ: a run over a long history rewrites little."""
     return {k: v for k, v in now.items() if before.get(k) != v}
-
-
-def _undelivered(outbox: pd.DataFrame) -> dict[str, str]:
-    """Per report, the emails to its reporter that could not be delivered, and why."""
-    failed = outbox[outbox["sent_at"].isna() & outbox["last_error"].notna()
-                    & outbox["kind"].isin(list(REPORTER_KINDS))]
-    return {rid: "; ".join(
-        f"{kind.replace('_', ' ')} {'refused' if gone else 'retrying'} ({error})"
-        for kind, error, gone in zip(rows["kind"], rows["last_error"], rows["given_up"],
-                                     strict=True)) for rid, rows in failed.groupby("entity_id")}
-
-
-def _loop_text(kinds: set[str], anonymous: bool, undelivered: str = "") -> str:
-    done = [label for kind, label in (("acknowledgement", "acknowledged"),
-                                      ("missing_info", "details requested"),
-                                      ("outcome", "outcome sent")) if kind in kinds]
-    if undelivered:
-        done.append(f"not delivered: {undelivered}")
-    if anonymous and not done:
-        return "anonymous: hears back in the team brief"
-    return ", ".join(done)

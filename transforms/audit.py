@@ -4,6 +4,7 @@ report went where it went. Decisions are recomputed every run; only changes are 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -149,3 +150,24 @@ def manager_events(changes: list[ManagerChange]) -> list[AuditEvent]:
                        f"{c.sheet} '{c.column}': {c.old!r} -> {c.new!r}",
                        {"sheet": c.sheet, "column": c.column, "old": c.old, "new": c.new})
             for c in changes]
+
+
+def move_events(moves: list[tuple[str, str, str, str]],
+                 closed_on: dict[str, dict[str, date | None]], days: int | None
+                 ) -> list[AuditEvent]:
+    """Why each row moved: closed long enough ago, or no longer closed."""
+    events = []
+    for sheet, key, source, target in moves:
+        if target == sheet:
+            events.append(AuditEvent(ENTITY_OF_SHEET[sheet], key, "row unarchived",
+                                     f"moved from {source} back to {target}: no longer "
+                                     "closed", {"from": source, "to": target}))
+            continue
+        when = closed_on[sheet].get(key)
+        why = f"closed on {when:%Y-%m-%d}" if when else "closed"
+        if days:
+            why += f", more than {days} days ago"
+        events.append(AuditEvent(ENTITY_OF_SHEET[sheet], key, "row archived",
+                                 f"moved from {source} to {target}: {why}",
+                                 {"from": source, "to": target}))
+    return events

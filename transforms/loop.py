@@ -253,3 +253,46 @@ def _learning_brief(brief: dict[str, Any], reports: pd.DataFrame, actions: pd.Da
         "by_category": [{"category": c, "count": int(n)} for c, n in counts.items()],
         "changes": changes, "patterns": active,
     })]
+
+
+# -- what the tracker's Loop column says ---------------------------------------------------
+
+
+def loop_status(view: pd.DataFrame, outbox: pd.DataFrame, tz: ZoneInfo) -> pd.DataFrame:
+    """Per report (the view's index): `loop` (what its reporter has been sent, or why not),
+    `info_requested` (the local day details were last asked for), `contactable` and
+    `undelivered` (emails to the reporter that could not be delivered, and why)."""
+    sent = outbox[outbox["sent_at"].notna()]
+    kinds = sent.groupby("entity_id")["kind"].agg(set).to_dict()
+    requested = sent[sent["kind"] == "missing_info"].groupby("entity_id")["sent_at"].max()
+    undelivered = _undelivered(outbox)
+    return pd.DataFrame({
+        "loop": [_loop_text(kinds.get(rid, set()), anon, undelivered.get(rid, ""))
+                 for rid, anon in zip(view["report_id"], view["anonymous"], strict=True)],
+        "info_requested": view["report_id"].map(requested).map(
+            lambda t: local_time(pd.Timestamp(t), tz, "%Y-%m-%d") if isinstance(t, str)
+            else ""),
+        "contactable": view["reporter_email"].map(valid_address),
+        "undelivered": view["report_id"].map(lambda rid: undelivered.get(rid, "")),
+    }, index=view.index)
+
+
+def _undelivered(outbox: pd.DataFrame) -> dict[str, str]:
+    """Per report, the emails to its reporter that could not be delivered, and why."""
+    failed = outbox[outbox["sent_at"].isna() & outbox["last_error"].notna()
+                    & outbox["kind"].isin(list(REPORTER_KINDS))]
+    return {rid: "; ".join(
+        f"{kind.replace('_', ' ')} {'refused' if gone else 'retrying'} ({error})"
+        for kind, error, gone in zip(rows["kind"], rows["last_error"], rows["given_up"],
+                                     strict=True)) for rid, rows in failed.groupby("entity_id")}
+
+
+def _loop_text(kinds: set[str], anonymous: bool, undelivered: str = "") -> str:
+    done = [label for kind, label in (("acknowledgement", "acknowledged"),
+                                      ("missing_info", "details requested"),
+                                      ("outcome", "outcome sent")) if kind in kinds]
+    if undelivered:
+        done.append(f"not delivered: {undelivered}")
+    if anonymous and not done:
+        return "anonymous: hears back in the team brief"
+    return ", ".join(done)

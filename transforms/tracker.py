@@ -581,3 +581,22 @@ def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.Dat
         "Marked values": held["problems"].map("; ".join),
     })
     return pd.concat([out, held_out]).set_index("Report ID", drop=False)
+
+
+def closed_days(view: pd.DataFrame, patterns: pd.DataFrame, tz: ZoneInfo
+                ) -> dict[str, dict[str, date | None]]:
+    """Per archived sheet, the local day each row was closed (None: open). A report is
+    closed as `report_closure` decides; a pattern when its status is closed (its review
+    closed or an action on it verified, and no recurrence since)."""
+    def day(at: Any) -> date | None:
+        return pd.Timestamp(at).tz_convert(tz).date() if pd.notna(at) else None
+
+    return {
+        REPORTS.title: {rid: when if closed and isinstance(when, date) and pd.notna(when)
+                        else None
+                        for rid, closed, when in zip(view["report_id"], view["closed"],
+                                                     view["closed_on"], strict=True)},
+        PATTERNS.title: {pid: day(at) if status == "closed" else None
+                         for pid, status, at in zip(patterns["pattern_id"], patterns["status"],
+                                                    patterns["closed_at"], strict=True)},
+    }
