@@ -7,7 +7,6 @@ back."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +19,6 @@ from connectors.google_sheets import GoogleSheetsTracker
 from connectors.store import Store
 from tests.fakes.deployment import Deployment
 from tests.fakes.google import GoogleFakeServer
-from tests.fakes.google_credentials import KEY_ENV, write_service_account_key
 from tests.fakes.google_deployment import WorkspaceDeployment
 from transforms.tracker import REPORTS, cell_text
 
@@ -170,14 +168,6 @@ def test_xlsx_patterns_reviewed_long_ago_move_to_their_year(tmp_path):
 
 # -- the Google Sheets tracker ---------------------------------------------------------------------
 
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch) -> Iterator[WorkspaceDeployment]:
-    with GoogleFakeServer(seed=5) as server:
-        monkeypatch.setenv(KEY_ENV, str(write_service_account_key(
-            tmp_path / "sa.json", "https://oauth2.googleapis.com/token")))
-        yield WorkspaceDeployment(tmp_path, server)
-        server.assert_no_violations()
 
 
 def type_into(dep: WorkspaceDeployment, title: str, key: str, **values: str) -> None:

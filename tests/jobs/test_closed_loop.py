@@ -12,12 +12,6 @@ from tests.fakes.smtp import SmtpServer
 
 
 @pytest.fixture
-def smtp():
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
 def dep(tmp_path, smtp) -> Deployment:
     d = Deployment(tmp_path)
     d.data["mail"]["transport"] = {"kind": "smtp", "host": "127.0.0.1", "port": smtp.port,

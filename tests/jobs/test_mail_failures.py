@@ -15,15 +15,9 @@ from tests.fakes.deployment import Deployment
 from tests.fakes.google import GoogleFakeServer
 from tests.fakes.google_credentials import KEY_ENV, write_service_account_key
 from tests.fakes.google_deployment import GoogleDeployment
-from tests.fakes.smtp import SmtpServer
 
 SEND = "gmail.users.messages.send"
 
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture

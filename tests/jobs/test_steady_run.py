@@ -9,12 +9,8 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pandas as pd
-import pytest
 
 from tests.fakes.deployment import TZ, Deployment, answers, google_stamp
-from tests.fakes.google import GoogleFakeServer
-from tests.fakes.google_credentials import KEY_ENV, write_service_account_key
-from tests.fakes.google_deployment import WorkspaceDeployment
 
 FIRST, LATER = "2026-11-23 09:00", "2026-11-23 09:40"  # nothing falls due in between
 PATTERN_SIZE = 40
@@ -81,14 +77,6 @@ def test_xlsx_a_steady_run_saves_no_file(tmp_path, monkeypatch):
     assert (steady.tracker_cells, steady.tracker_rows) == (0, 0)
     assert (dep.tracker_path.stat().st_mtime_ns, dep.tracker_path.read_bytes()) == before
 
-
-@pytest.fixture
-def workspace(tmp_path, monkeypatch) -> Iterator[WorkspaceDeployment]:
-    with GoogleFakeServer(seed=5) as server:
-        monkeypatch.setenv(KEY_ENV, str(write_service_account_key(
-            tmp_path / "sa.json", "https://oauth2.googleapis.com/token")))
-        yield WorkspaceDeployment(tmp_path, server)
-        server.assert_no_violations()
 
 
 def test_google_sheets_a_steady_run_writes_no_cell(workspace):
