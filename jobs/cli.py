@@ -105,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from connectors.errors import NearmissError
 
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe must be met here, not at exit
+        return code
     except ConfigError as exc:
         for line in exc.lines():
             print(f"nearmiss: config: {line}", file=sys.stderr)
@@ -116,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nearmiss: interrupted; nothing stored was lost", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`nearmiss check | head`): nothing is wrong with the job, and
+        # Python's flush at exit must not complain about the closed pipe either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:
         if args.verbose:
             raise

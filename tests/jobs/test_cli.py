@@ -219,3 +219,14 @@ def test_explain_and_check_need_no_mail_secret(tmp_path, transport, extra, secre
                for line in checked.stdout.splitlines()), checked.stdout
     ran = nearmiss("--config", str(config), "run", "--now", "2026-11-23T09:00Z", cwd=tmp_path)
     assert ran.returncode == 2 and secret in ran.stderr  # sending still needs it
+
+
+def test_a_reader_that_stops_early_gets_no_error_line(tmp_path):
+    """`nearmiss check | head -1`: a closed pipe is not an internal error."""
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "--config",
+                             str(ROOT / "config" / "demo.yaml"), "check"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    proc.stdout.close()  # the reader is gone before the first line is written
+    assert proc.wait(timeout=60) == 1
+    assert proc.stderr.read() == b""
