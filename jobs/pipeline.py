@@ -157,8 +157,11 @@ def run(config: Config, now: datetime | None = None,
             view = validate_and_triage(r, reports)
             sheets, manager = read_tracker(r)
             view, actions, patterns = decide(r, view, manager)
-            audit_decisions(r, view, patterns)
-            queue_emails(r, view, actions, patterns, held)
+            # A pattern's alert is owed by the run that sees it open: the emails are queued
+            # in the transaction that records the decisions, or a stopped run loses them.
+            with r.saving():
+                audit_decisions(r, view, patterns)
+                queue_emails(r, view, actions, patterns, held)
             send_emails(r)
             if sheets is not None:
                 write_tracker(r, sheets, view, held, actions, patterns)
