@@ -7,6 +7,7 @@ commands that use the secret (see `load_config`'s `check_credentials`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -267,6 +268,11 @@ class Config:
     settings: Settings
     rules: Rules
     path: Path
+
+    def fingerprint(self) -> str:
+        """Changes with any setting or rule (not with comments or key order)."""
+        text = self.settings.model_dump_json() + self.rules.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _read_yaml(path: Path) -> Any:

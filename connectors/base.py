@@ -92,6 +92,12 @@ class Tracker(Protocol):
         """Apply all changes in as few requests as the backend allows."""
         ...
 
+    def version(self) -> str | None:
+        """A token that changes whenever the tracker's content may have changed (an edit, a
+        save, a restore), read without reading the sheets; None when the backend cannot
+        tell cheaply, and then every run reads the sheets."""
+        ...
+
 
 class Sender(Protocol):
     def __call__(self, message: EmailMessage) -> str | None:

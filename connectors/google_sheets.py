@@ -122,6 +122,11 @@ class GoogleSheetsTracker:
             out[spec.title] = _rectangle(rows)
         return out
 
+    def version(self) -> None:
+        """Sheets has no cheap change token under the spreadsheets scope (Drive's file
+        `version` needs a Drive scope): every run reads the values."""
+        return None
+
     def write(self, writes: Sequence[SheetWrite]) -> None:
         """Apply all changes: at most one structural and one values request (plus a read
         when this instance has not read the sheets it writes to)."""

@@ -576,6 +576,23 @@ class Store:
             conn.execute(update(runs).where(runs.c.run_id == self.run_id).values(
                 finished_at=iso(now), status=status, summary=summary))
 
+    def previous_run(self) -> dict[str, Any] | None:
+        """The run before this one (its status and summary), None on the first."""
+        with self._read() as conn:
+            row = conn.execute(select(runs.c.status, runs.c.summary).where(
+                runs.c.run_id < self.run_id).order_by(runs.c.run_id.desc()).limit(1)).first()
+        return dict(row._mapping) if row else None
+
+    def change_marks(self) -> dict[str, Any]:
+        """Figures that move whenever a response is stored, a report is linked or the
+        outbox changes: equal marks mean none of that happened in between."""
+        with self._read() as conn:
+            raw = conn.execute(select(func.max(raw_responses.c.id))).scalar_one()
+            links = conn.execute(select(func.count()).select_from(response_links)).scalar_one()
+            box = conn.execute(select(func.count(), func.count(outbox.c.sent_at),
+                                      func.sum(outbox.c.attempts))).one()
+        return {"raw": raw, "links": links, "outbox": [int(n or 0) for n in box]}
+
     # -- raw responses ----------------------------------------------------------------------
 
     def add_raw(self, responses: Sequence[RawResponse], now: datetime) -> RawAdded:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -137,6 +138,15 @@ class XlsxTracker:
         except FileNotFoundError:
             return None
         return info.st_ino, info.st_size, info.st_mtime_ns
+
+    def version(self) -> str | None:
+        """The file's SHA-256: a manager's save, a restored backup or a deleted file all
+        change it (a copy with the same content does not, and need not)."""
+        try:
+            with open(self.path, "rb") as f:
+                return hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            return None  # no file, or none readable: the run's read says which
 
     def _not_readable(self, exc: BaseException) -> TrackerError:
         return TrackerError(f"the tracker {self.path} is not a readable Excel workbook "

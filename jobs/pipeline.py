@@ -1,7 +1,8 @@
 """The near-miss learning loop, one run, top to bottom.
 
-capture -> normalise -> validate -> triage -> read the tracker (manager decisions)
--> repeats -> audit -> emails owed -> send -> write the tracker -> run summary
+capture -> (nothing new and nothing due: the last run's results stand) -> normalise
+-> validate -> triage -> read the tracker (manager decisions) -> repeats -> audit
+-> emails owed -> send -> write the tracker -> run summary
 
 Each step is a small function below `run`. A failing connector (a source offline, the
 tracker locked, the mail server down) does not stop the steps that do not need it: what
@@ -11,11 +12,14 @@ non-zero exit. Nothing stored is ever lost; the next run picks up where this one
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,6 +43,7 @@ from transforms.audit import (
     move_events,
     pattern_events,
 )
+from transforms.horizon import next_change
 from transforms.loop import loop_status, owed_messages
 from transforms.tracker import (
     ACTIONS,
@@ -153,18 +158,25 @@ def run(config: Config, now: datetime | None = None,
         r.summary.run_id = c.store.begin_run(now_ts)
         try:
             capture(r)
-            reports, held = normalise(r)
-            view = validate_and_triage(r, reports)
-            sheets, manager = read_tracker(r)
-            view, actions, patterns = decide(r, view, manager)
-            # A pattern's alert is owed by the run that sees it open: the emails are queued
-            # in the transaction that records the decisions, or a stopped run loses them.
-            with r.saving():
-                audit_decisions(r, view, patterns)
-                queue_emails(r, view, actions, patterns, held)
-            send_emails(r)
-            if sheets is not None:
-                write_tracker(r, sheets, view, held, actions, patterns)
+            captured = list(r.summary.warnings)
+            steady = unchanged(r, captured)
+            if steady is None:
+                reports, held = normalise(r)
+                view = validate_and_triage(r, reports)
+                sheets, manager = read_tracker(r)
+                view, actions, patterns = decide(r, view, manager)
+                # A pattern's alert is owed by the run that sees it open: the emails are
+                # queued in the transaction that records the decisions, or a stopped run
+                # loses them.
+                with r.saving():
+                    audit_decisions(r, view, patterns)
+                    queue_emails(r, view, actions, patterns, held)
+                send_emails(r)
+                if sheets is not None:
+                    write_tracker(r, sheets, view, held, actions, patterns)
+                steady = {"inputs": inputs(r, captured), "at": r.now.isoformat(),
+                          "until": next_change([view, held], r.now, r.tz).isoformat(),
+                          "summary": {k: getattr(r.summary, k) for k in RESTORED}}
         except BaseException:
             try:
                 with r.saving() as store:
@@ -176,7 +188,8 @@ def run(config: Config, now: datetime | None = None,
         r.events.append(AuditEvent("run", str(s.run_id), "run finished", s.line(),
                                    {"failures": s.failures} if s.failures else None))
         with r.saving() as store:
-            store.finish_run(now_ts, "failed" if s.failures else "ok", {"summary": s.line()})
+            store.finish_run(now_ts, "failed" if s.failures else "ok", {"summary": s.line()}
+                             if s.failures else {"summary": s.line(), "steady": steady})
     if s.failures:
         raise RunFailed(s.failures[0] if len(s.failures) == 1 else
                         f"{s.failures[0]} (and {len(s.failures) - 1} more: see the audit log)")
@@ -239,7 +252,54 @@ def drift_events(r: Run, source: str, questions: dict[str, str]) -> None:
         store.set_value(key, questions, r.now)
 
 
-# -- 2. normalise ---------------------------------------------------------------------------
+# -- 2. anything new? -----------------------------------------------------------------------
+
+# What a run that recomputes nothing says of the reports: the figures of the run it repeats.
+RESTORED = ("reports", "incomplete", "held", "patterns_open", "unmapped", "warnings")
+
+
+def inputs(r: Run, captured: list[str]) -> dict[str, Any]:
+    """Everything but the clock that a run's results depend on, each as a cheap token."""
+    return {"config": r.config.fingerprint(), "code": code_version(),
+            "store": r.c.store.change_marks(), "tracker": r.c.tracker.version(),
+            "captured": captured}
+
+
+@cache
+def code_version() -> str:
+    """The source of the packages that compute results: an upgrade recomputes everything."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for package in ("checks", "config", "domain", "transforms"):
+        for path in sorted((root / package).glob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def unchanged(r: Run, captured: list[str]) -> dict[str, Any] | None:
+    """The results of the last run, when nothing they depend on has changed since and no
+    time it noted has come (an email now due to be retried counts as a change): this run
+    then has nothing to compute, to queue or to write. None: the loop runs in full.
+
+    The last run must have ended well: one that failed may have stored decisions its
+    tracker write never showed."""
+    store = r.c.store
+    last = store.previous_run()
+    steady = (last or {}).get("summary") or {}
+    steady = steady.get("steady") if last and last["status"] == "ok" else None
+    if not steady or not (pd.Timestamp(steady["at"]) <= r.now < pd.Timestamp(steady["until"])):
+        return None
+    now = inputs(r, captured)
+    # A tracker that cannot tell whether it changed is read every run, and the loop with it.
+    if now["tracker"] is None or now != steady["inputs"] or store.pending(r.now, limit=1):
+        return None
+    for key in RESTORED:
+        setattr(r.summary, key, steady["summary"][key])
+    log.info("nothing new since the last run, and nothing has fallen due: its results stand")
+    return steady
+
+
+# -- 3. normalise ---------------------------------------------------------------------------
 
 def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Map answers to report fields, give each new response a report number (or join the
@@ -282,7 +342,7 @@ def _number(r: Run, responses: pd.DataFrame) -> None:
     r.c.store.add_links(links, r.now)
 
 
-# -- 3, 4. validate and triage ---------------------------------------------------------------
+# -- 4, 5. validate and triage ---------------------------------------------------------------
 
 def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
     rules = r.config.rules
@@ -294,7 +354,7 @@ def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-# -- 5. read the tracker ----------------------------------------------------------------------
+# -- 6. read the tracker ----------------------------------------------------------------------
 
 def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
                                   dict[str, dict[str, dict[str, str]]]]:
@@ -349,7 +409,7 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
     return states, manager
 
 
-# -- 6. manager decisions and repeats -------------------------------------------------------
+# -- 7. manager decisions and repeats -------------------------------------------------------
 
 def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, str]]]
            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -391,7 +451,7 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
     return view, actions, patterns
 
 
-# -- 7. audit ----------------------------------------------------------------------------------
+# -- 8. audit ----------------------------------------------------------------------------------
 
 def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
     """Log what changed since the last run: checks, rules fired, risk flags, patterns."""
@@ -415,7 +475,7 @@ def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
                              r.now, replace=True)
 
 
-# -- 8, 9. the closed loop: emails owed, and sending them ------------------------------------
+# -- 9, 10. the closed loop: emails owed, and sending them ------------------------------------
 
 def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
                  patterns: pd.DataFrame, held: pd.DataFrame) -> None:
@@ -506,7 +566,7 @@ def _entity(item: dict[str, Any]) -> str:
     return "team" if kind == "learning_brief" else "email"
 
 
-# -- 10. write the tracker ----------------------------------------------------------------------
+# -- 11. write the tracker ----------------------------------------------------------------------
 
 def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
                   held: pd.DataFrame, actions: pd.DataFrame, patterns: pd.DataFrame) -> None:

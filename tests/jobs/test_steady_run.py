@@ -5,10 +5,14 @@ tests/transforms/test_tracker.py and the trackers' own tests.)"""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 
 import pandas as pd
+import pytest
+
+from jobs.pipeline import RunFailed
 
 from tests.fakes.deployment import TZ, Deployment, answers, google_stamp
 
@@ -76,6 +80,11 @@ def test_xlsx_a_steady_run_saves_no_file(tmp_path, monkeypatch):
     assert not steady.failures and steady.new_responses == 0
     assert (steady.tracker_cells, steady.tracker_rows) == (0, 0)
     assert (dep.tracker_path.stat().st_mtime_ns, dep.tracker_path.read_bytes()) == before
+    # Recomputed in full (a setting changed, one that changes no result): still no save.
+    dep.data["mail"]["max_per_run"] = 7
+    full = dep.run(LATER)
+    assert not full.failures and (full.tracker_cells, full.tracker_rows) == (0, 0)
+    assert (dep.tracker_path.stat().st_mtime_ns, dep.tracker_path.read_bytes()) == before
 
 
 
@@ -99,3 +108,62 @@ def test_google_sheets_a_steady_run_writes_no_cell(workspace):
     assert sent["sheets.spreadsheets.values.batchUpdate"] == 0
     assert sent["sheets.spreadsheets.batchUpdate"] == 0
     assert sent["sheets.spreadsheets.values.batchGet"] == 1  # the read still happens
+
+
+# -- a run with nothing new repeats the last one's results without recomputing them ----------
+
+STANDS = "its results stand"
+
+
+def _recomputed(caplog, dep: Deployment, now: str, **kwargs) -> bool:
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nearmiss"):
+        summary = dep.run(now, **kwargs)
+    assert not summary.failures
+    return not any(STANDS in m for m in caplog.messages)
+
+
+def test_a_run_recomputes_when_anything_it_depends_on_changes(tmp_path, caplog):
+    """Each input in turn (a response, a manager's edit, a setting, the clock passing a due
+    time or midnight, a failed run) makes the next run compute in full; with none, the run
+    stands on the last one's results and says the same."""
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-23 08:00", category="Safeguarding", service="Oak House")
+    first = dep.run("2026-11-23 09:00")
+    due = pd.Timestamp(dep.sheet()[0]["Triage due"], tz=TZ)  # untriaged: overdue after
+    assert pd.Timestamp("2026-11-23 09:30", tz="UTC") < due < pd.Timestamp("2026-11-23 20:00", tz="UTC")
+
+    assert not _recomputed(caplog, dep, "2026-11-23 09:05")
+    again = dep.run("2026-11-23 09:06")  # the same figures, restored
+    assert (again.reports, again.incomplete, again.patterns_open) == (
+        first.reports, first.incomplete, first.patterns_open)
+
+    dep.edit_tracker("Reports", "NM-000001", **{"Just-culture classification": "Human error"})
+    assert _recomputed(caplog, dep, "2026-11-23 09:10")
+    assert not _recomputed(caplog, dep, "2026-11-23 09:11")
+
+    dep.add_google("2026-11-23 09:12", category="Falls", service="Oak House")
+    assert _recomputed(caplog, dep, "2026-11-23 09:15")
+    assert not _recomputed(caplog, dep, "2026-11-23 09:16")
+
+    dep.data["mail"]["recent_days"] = 30
+    assert _recomputed(caplog, dep, "2026-11-23 09:20")
+
+    # The first report's triage falls due: its Overdue cell must be written.
+    after_due = (due + pd.Timedelta(minutes=1)).tz_convert("UTC").strftime("%Y-%m-%d %H:%M")
+    assert not _recomputed(caplog, dep, "2026-11-23 09:25")
+    assert _recomputed(caplog, dep, after_due)
+    assert dep.sheet()[0]["Overdue"] == "overdue"
+    midnight = pd.Timestamp(due.date() + pd.Timedelta(days=1), tz=TZ).tz_convert("UTC")
+    assert not _recomputed(caplog, dep, str(midnight - pd.Timedelta(minutes=1)))
+    assert _recomputed(caplog, dep, str(midnight + pd.Timedelta(minutes=1)))
+
+    # A failed run may have stored what its tracker write never showed: the next recomputes.
+    export = tmp_path / "exports" / "near-miss-google-form.csv"
+    kept = export.read_bytes()
+    export.write_text("not,an,export\n1,2,3\n")
+    with pytest.raises(RunFailed):
+        dep.run(str(midnight + pd.Timedelta(minutes=5)))
+    export.write_bytes(kept)  # as it was: nothing new in it
+    assert _recomputed(caplog, dep, str(midnight + pd.Timedelta(minutes=6)))
+    assert not _recomputed(caplog, dep, str(midnight + pd.Timedelta(minutes=7)))
