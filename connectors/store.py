@@ -27,10 +27,10 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from sqlalchemy import (
@@ -404,6 +404,19 @@ class RawAdded:
 
 
 @dataclass(frozen=True)
+class SourceMemory:
+    """What a run remembers of one form source for the next."""
+
+    watermark: str | None = None  # where an incremental read resumes
+    full_read_on: str | None = None  # the local day of the last full read
+    warnings: list[str] = field(default_factory=list)  # what its last parse said of it
+    questions: dict[str, str] = field(default_factory=dict)  # question key -> title
+
+
+Notice = Literal["unmapped", "warnings"]
+
+
+@dataclass(frozen=True)
 class OutboxItem:
     key: str  # idempotency key: kind + entity (+ date for repeating kinds)
     kind: str
@@ -766,15 +779,70 @@ class Store:
         with self._read() as conn:
             return conn.execute(select(func.count()).select_from(reports)).scalar_one()
 
-    # -- remembered state -------------------------------------------------------------------
+    # -- what the loop remembers between runs -----------------------------------------------
 
-    def state(self, kind: str) -> dict[str, dict[str, Any]]:
+    def source_memory(self, source: str) -> SourceMemory:
+        values = self._values()
+        return SourceMemory(values.get(f"watermark:{source}"), values.get(f"full read:{source}"),
+                            values.get(f"warnings:{source}") or [],
+                            values.get(f"questions:{source}") or {})
+
+    def remember_source(self, source: str, memory: SourceMemory, now: datetime) -> None:
+        """Store what differs from what was remembered (a `None` watermark keeps the last)."""
+        before = self.source_memory(source)
+        keys = {"watermark": "watermark", "full_read_on": "full read", "warnings": "warnings",
+                "questions": "questions"}
+        self._save_state("value", {
+            f"{name}:{source}": {"value": getattr(memory, attr)} for attr, name in keys.items()
+            if getattr(memory, attr) != getattr(before, attr)
+            and not (attr == "watermark" and memory.watermark is None)}, now)
+
+    def notices(self, kind: Notice) -> list[str]:
+        """What the audit log was last told of, once: unmapped questions or source warnings."""
+        return self._values().get(kind) or []
+
+    def save_notices(self, kind: Notice, items: list[str], now: datetime) -> None:
+        self._save_state("value", {kind: {"value": items}}, now)
+
+    def manager_values(self, sheet: str) -> dict[str, dict[str, str]]:
+        """Row key -> column -> the value a manager last typed (archives count as `sheet`)."""
+        return self._state(f"manager:{sheet}")
+
+    def save_manager_values(self, sheet: str, values: Mapping[str, dict[str, str]],
+                            now: datetime) -> None:
+        self._save_state(f"manager:{sheet}", values, now)
+
+    def tracker_keys(self, sheet: str) -> set[str]:
+        """The row keys a tracker write is known to have put into `sheet`."""
+        return set(self._state(f"tracker:{sheet}"))
+
+    def add_tracker_keys(self, sheet: str, keys: Iterable[str], now: datetime) -> None:
+        self._save_state(f"tracker:{sheet}", {k: {} for k in keys}, now)
+
+    def decisions(self) -> dict[str, dict[str, Any]]:
+        """Report id -> what the checks, triage and manager last decided of it."""
+        return self._state("decision")
+
+    def save_decisions(self, changed: Mapping[str, dict[str, Any]], now: datetime) -> None:
+        self._save_state("decision", changed, now)
+
+    def patterns(self) -> dict[str, dict[str, Any]]:
+        """Pattern id -> its rule, key, members and status as last recorded."""
+        return self._state("pattern")
+
+    def replace_patterns(self, patterns: Mapping[str, dict[str, Any]], now: datetime) -> None:
+        self._save_state("pattern", patterns, now, replace=True)
+
+    def _values(self) -> dict[str, Any]:
+        return {k: v.get("value") for k, v in self._state("value").items()}
+
+    def _state(self, kind: str) -> dict[str, dict[str, Any]]:
         with self._read() as conn:
             return dict(conn.execute(select(entity_state.c.entity_id, entity_state.c.data)
                                      .where(entity_state.c.kind == kind)).all())
 
-    def save_state(self, kind: str, items: Mapping[str, dict[str, Any]], now: datetime,
-                   *, replace: bool = False) -> None:
+    def _save_state(self, kind: str, items: Mapping[str, dict[str, Any]], now: datetime,
+                    *, replace: bool = False) -> None:
         """Upsert entity states of one kind; `replace` drops those not given."""
         if not items and not replace:
             return
@@ -794,12 +862,6 @@ class Store:
                 conn.execute(update(entity_state).where(
                     entity_state.c.kind == kind, entity_state.c.entity_id == bindparam("k"),
                 ).values(data=bindparam("d"), updated_at=iso(now)), changed)
-
-    def value(self, key: str) -> Any:
-        return self.state("value").get(key, {}).get("value")
-
-    def set_value(self, key: str, value: Any, now: datetime) -> None:
-        self.save_state("value", {key: {"value": value}}, now)
 
     # -- outbox -----------------------------------------------------------------------------
 

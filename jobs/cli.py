@@ -210,7 +210,7 @@ def _show_demo(config: Config, summary: RunSummary, config_path: Path) -> None:
     print(f"  outbox:   {_here(folder)}/  ({len(list(Path(folder).glob('*.eml')))} .eml files)")
     print(f"  store:    {_here(s.store.path)}  (audit log: nearmiss --config {config_path} "
           "explain NM-000001)")
-    patterns = store.state("pattern")
+    patterns = store.patterns()
     for pid, p in sorted(patterns.items()):
         print(f"  pattern {pid} ({' · '.join(map(str, p['key']))}): {p['status']}, "
               f"{len(p['members'])} reports ({', '.join(p['members'])})")

@@ -29,7 +29,7 @@ from checks.quality import check_reports
 from config.settings import Config
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
-from connectors.store import OutboxItem, Store
+from connectors.store import OutboxItem, SourceMemory, Store
 from domain.ids import action_id, action_number, pattern_id, report_id
 from domain.records import AuditEvent, SheetWrite
 from jobs.lock import run_lock
@@ -203,29 +203,24 @@ def capture(r: Run) -> None:
     store = r.c.store
     today = r.now.tz_convert(r.tz).date().isoformat()
     for source in r.c.sources:
-        key, full_key = f"watermark:{source.name}", f"full read:{source.name}"
+        memory = store.source_memory(source.name)
         # Once a day read everything: whether the Forms API filters on creation or last
         # submission is undocumented, and an edit to an old response is only certain to be
         # seen by a full read.
-        watermark = store.value(key) if store.value(full_key) == today else None
         try:
-            pulled = source.pull(watermark)
+            pulled = source.pull(memory.watermark if memory.full_read_on == today else None)
         except NearmissError as exc:
             r.failed(f"source {source.name}", exc)
             continue
-        warnings_key = f"warnings:{source.name}"
         if pulled.unchanged:  # an export file as it was: what it said then still holds
-            r.summary.warnings += [f"{source.name}: {w}" for w in store.value(warnings_key)
-                                   or []]
+            r.summary.warnings += [f"{source.name}: {w}" for w in memory.warnings]
             continue
         with r.saving():
-            store.set_value(full_key, today, r.now)
             added = store.add_raw(pulled.responses, r.now)
-            if pulled.watermark:
-                store.set_value(key, pulled.watermark, r.now)
-            if pulled.warnings != (store.value(warnings_key) or []):
-                store.set_value(warnings_key, pulled.warnings, r.now)
-            drift_events(r, source.name, pulled.questions)
+            r.events += drift_events(source.name, memory.questions, pulled.questions)
+            store.remember_source(source.name, SourceMemory(
+                pulled.watermark, today, pulled.warnings,
+                pulled.questions or memory.questions), r.now)
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions
         r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
@@ -233,23 +228,20 @@ def capture(r: Run) -> None:
                  added.unchanged)
 
 
-def drift_events(r: Run, source: str, questions: dict[str, str]) -> None:
+def drift_events(source: str, before: dict[str, str], questions: dict[str, str]
+                 ) -> list[AuditEvent]:
     """Questions added, renamed or removed since the last run, named once in the audit log."""
-    store = r.c.store
-    key = f"questions:{source}"
-    before: dict[str, str] = store.value(key) or {}
-    if before and questions != before:
-        for qid, title in questions.items():
-            if qid not in before:
-                r.events.append(AuditEvent("source", source, "question added", repr(title)))
-            elif before[qid] != title:
-                r.events.append(AuditEvent("source", source, "question renamed",
-                                           f"{before[qid]!r} -> {title!r}"))
-        for qid, title in before.items():
-            if qid not in questions:
-                r.events.append(AuditEvent("source", source, "question removed", repr(title)))
-    if questions and questions != before:
-        store.set_value(key, questions, r.now)
+    if not before or not questions or questions == before:
+        return []
+    events = []
+    for qid, title in questions.items():
+        if qid not in before:
+            events.append(AuditEvent("source", source, "question added", repr(title)))
+        elif before[qid] != title:
+            events.append(AuditEvent("source", source, "question renamed",
+                                     f"{before[qid]!r} -> {title!r}"))
+    return events + [AuditEvent("source", source, "question removed", repr(title))
+                     for qid, title in before.items() if qid not in questions]
 
 
 # -- 2. anything new? -----------------------------------------------------------------------
@@ -321,14 +313,14 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
         _number(r, orphans)
         reports = normalize.combine(mapped.responses, store.links(), r.config.rules)
         r.summary.reports_changed = store.save_reports(normalize.to_records(reports), r.now)
-        if unmapped != (store.value("unmapped") or []):
+        if unmapped != store.notices("unmapped"):
             r.events += [AuditEvent("source", u.split(":")[0], "unmapped question", u)
                          for u in unmapped]
-            store.set_value("unmapped", unmapped, r.now)
-        if r.summary.warnings != (store.value("warnings") or []):  # said once in the audit
+            store.save_notices("unmapped", unmapped, r.now)
+        if r.summary.warnings != store.notices("warnings"):  # said once in the audit
             r.events += [AuditEvent("source", w.split(":")[0], "warning", w)
                          for w in r.summary.warnings]
-            store.set_value("warnings", r.summary.warnings, r.now)
+            store.save_notices("warnings", r.summary.warnings, r.now)
     held = reports[reports["held"].notna()]
     r.summary.held = len(held)
     r.summary.reports = len(reports)
@@ -366,7 +358,7 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
     it this run: writing blind could overwrite what managers typed.
     """
     store = r.c.store
-    stored = {spec.title: store.state(f"manager:{spec.title}") for spec in SHEETS}
+    stored = {spec.title: store.manager_values(spec.title) for spec in SHEETS}
     try:
         tables = r.c.tracker.read(SHEETS)
     except NearmissError as exc:
@@ -387,9 +379,9 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
     # An action id in the sheet that the tracker is not known to hold was written by a run
     # stopped before it could say so (or typed by a manager): it is added now. Known only
     # once the store records what the tracker holds (every run since that began).
-    written = store.state(f"tracker:{ACTIONS.title}")
+    written = store.tracker_keys(ACTIONS.title)
     unsaid = [(k, row) for k, row in actions.rows.items() if k not in written
-              and k not in assigned] if store.state(f"tracker:{REPORTS.title}") else []
+              and k not in assigned] if store.tracker_keys(REPORTS.title) else []
     r.events += [AuditEvent("action", k, "action added", f"row {row} of {ACTIONS.title}")
                  for k, row in unsaid]
     manager: dict[str, dict[str, dict[str, str]]] = {}
@@ -404,8 +396,8 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
             manager[spec.title] = values
             r.events += manager_events(changes)
             r.summary.manager_changes += len(changes)
-            store.save_state(f"manager:{spec.title}", _changed(values, stored[spec.title]),
-                             r.now)
+            store.save_manager_values(spec.title, _changed(values, stored[spec.title]),
+                                      r.now)
     return states, manager
 
 
@@ -420,7 +412,7 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
     first_pass = action_state(manager[ACTIONS.title], {}, today, r.tz, s.dayfirst)
     closures = pattern_closures(manager[PATTERNS.title], first_pass, r.tz, s.dayfirst)
 
-    prior_state = store.state("pattern")
+    prior_state = store.patterns()
     prior = pd.DataFrame([{"pattern_id": pid, **st} for pid, st in prior_state.items()],
                          columns=["pattern_id", "rule_id", "key", "members"])
     found = repeats.detect(view, rules, prior, closures)
@@ -456,23 +448,22 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
 def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
     """Log what changed since the last run: checks, rules fired, risk flags, patterns."""
     store, rules = r.c.store, r.config.rules
-    previous = store.state("decision")
+    previous = store.decisions()
     events, state = decision_events(view, previous, rules, r.tz, r.now)
     view["completed_at"] = view["report_id"].map(
         lambda k: state[k].get("completed_at")).astype(object)
-    prior_patterns = store.state("pattern")
+    prior_patterns = store.patterns()
     p_events, happened, p_state = pattern_events(patterns, prior_patterns, r.tz)
     patterns["event"] = happened
     r.events += events + p_events
     with r.saving():
-        store.save_state("decision", _changed(state, previous), r.now)
+        store.save_decisions(_changed(state, previous), r.now)
         if p_events or p_state.keys() != prior_patterns.keys():
             store.reserve("pattern", r.taken.get("pattern", 0))
-            store.save_state("pattern", {pid: {**st, "rule_id": rule, "key": key}
-                                         for (pid, st), rule, key in zip(
-                                             p_state.items(), patterns["rule_id"],
-                                             patterns["key"], strict=True)},
-                             r.now, replace=True)
+            store.replace_patterns({pid: {**st, "rule_id": rule, "key": key}
+                                    for (pid, st), rule, key in zip(
+                                        p_state.items(), patterns["rule_id"],
+                                        patterns["key"], strict=True)}, r.now)
 
 
 # -- 9, 10. the closed loop: emails owed, and sending them ------------------------------------
@@ -574,7 +565,7 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     closed long ago to their yearly archive sheet (and reopened ones back)."""
     store, rules, tz = r.c.store, r.config.rules, r.tz
     view = view.join(loop_status(view, store.outbox_frame(), tz))
-    manager = {spec.title: store.state(f"manager:{spec.title}") for spec in SHEETS}
+    manager = {spec.title: store.manager_values(spec.title) for spec in SHEETS}
     writes = list(r.id_writes)
     plans = [
         (REPORTS, reports_rows(view, rules, tz, r.now)),
@@ -584,7 +575,7 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     ]
     # Keys the tracker is known to hold: stored only after a write succeeded, so a run
     # stopped before writing never makes the next one think a manager deleted a row.
-    written = {spec.title: store.state(f"tracker:{spec.title}") for spec in SHEETS}
+    written = {spec.title: store.tracker_keys(spec.title) for spec in SHEETS}
     closed_on = closed_days(view, patterns, tz)
     days = r.config.settings.tracker.archive_after_days
     cutoff = r.now.tz_convert(tz).date() - timedelta(days=days) if days else None
@@ -595,8 +586,7 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
         states = family(sheets, spec)
         targets = archive_targets(closed_on[spec.title], archived_in(states), cutoff
                                   ) if spec.title in closed_on else {}
-        plan = plan_family(states, desired, manager[spec.title], set(written[spec.title]),
-                           targets)
+        plan = plan_family(states, desired, manager[spec.title], written[spec.title], targets)
         writes += plan.writes
         appended += len(plan.added) + len(plan.restored)
         restored_events += [AuditEvent(ENTITY_OF_SHEET[spec.title], k, "row restored",
@@ -613,8 +603,8 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     with r.saving():
         store.reserve("action", r.taken.get("action", 0))
         for spec, desired in plans:
-            store.save_state(f"tracker:{spec.title}", {k: {} for k in desired.index
-                                                       if k not in written[spec.title]}, r.now)
+            store.add_tracker_keys(spec.title, (k for k in desired.index
+                                                if k not in written[spec.title]), r.now)
     r.summary.tracker_cells = sum(len(w.cells) for w in writes)
     r.summary.tracker_rows = appended
     r.summary.tracker_returned = sum(target == sheet for sheet, _, _, target in moves)

@@ -22,6 +22,7 @@ from connectors.store import (
     MAX_ATTEMPTS,
     SCHEMA_VERSION,
     OutboxItem,
+    SourceMemory,
     Store,
     copy_store,
     metadata,
@@ -113,8 +114,8 @@ def test_what_a_reporter_sent_comes_back_exactly(store):
     # the same content is recognised as unchanged: the stored JSON hashes the same
     assert store.add_raw([RawResponse(source="g", response_id="r1", submitted_at=T0,
                                       answers=dict(odd))], T0).unchanged == 1
-    store.save_state("decision", {"NM-000001": odd}, T0)
-    assert store.state("decision") == {"NM-000001": odd}
+    store.save_decisions({"NM-000001": odd}, T0)
+    assert store.decisions() == {"NM-000001": odd}
 
 
 def test_text_sorts_byte_by_byte_on_every_backend(store):
@@ -186,28 +187,46 @@ def test_reports_only_changed_ones_are_written(store):
     assert store.report_count() == 1
 
 
-def test_state_is_upserted_and_replaced(store):
-    store.save_state("pattern", {"PT-0001": {"status": "open"}}, T0)
-    store.save_state("pattern", {"PT-0001": {"status": "closed"}, "PT-0002": {"n": 1}}, T0)
-    assert store.state("pattern") == {"PT-0001": {"status": "closed"}, "PT-0002": {"n": 1}}
-    store.save_state("pattern", {"PT-0002": {"n": 2}}, T0, replace=True)
-    assert store.state("pattern") == {"PT-0002": {"n": 2}}
-    store.set_value("watermark", "2026-11-20", T0)
-    assert store.value("watermark") == "2026-11-20"
+def test_what_the_loop_remembers_is_upserted_or_replaced(store):
+    store.save_decisions({"NM-000001": {"dq": "incomplete"}}, T0)
+    store.save_decisions({"NM-000001": {"dq": "complete"}, "NM-000002": {"dq": "x"}}, T0)
+    assert store.decisions() == {"NM-000001": {"dq": "complete"}, "NM-000002": {"dq": "x"}}
+    store.replace_patterns({"PT-0001": {"status": "open"}}, T0)
+    store.replace_patterns({"PT-0002": {"n": 2}}, T0)
+    assert store.patterns() == {"PT-0002": {"n": 2}}
+    store.save_manager_values("Reports", {"NM-000001": {"Triage status": "Triaged"}}, T0)
+    assert store.manager_values("Reports") == {"NM-000001": {"Triage status": "Triaged"}}
+    assert store.manager_values("Actions") == {}
+    store.add_tracker_keys("Reports", ["NM-000001"], T0)
+    store.add_tracker_keys("Reports", iter(["NM-000002"]), T0)
+    assert store.tracker_keys("Reports") == {"NM-000001", "NM-000002"}
+    store.save_notices("unmapped", ["form: 'Q' (3 responses)"], T0)
+    assert (store.notices("unmapped"), store.notices("warnings")) == (
+        ["form: 'Q' (3 responses)"], [])
+
+
+def test_a_source_is_remembered_field_by_field(store):
+    assert store.source_memory("form") == SourceMemory()
+    store.remember_source("form", SourceMemory("w1", "2026-11-23", ["a warning"], {"q": "Q"}),
+                          T0)
+    # No new watermark (a file source) keeps the last one; the rest is replaced.
+    store.remember_source("form", SourceMemory(None, "2026-11-24", [], {"q": "Q2"}), T0)
+    assert store.source_memory("form") == SourceMemory("w1", "2026-11-24", [], {"q": "Q2"})
+    assert store.source_memory("other") == SourceMemory()
 
 
 # -- runs and transactions -------------------------------------------------------------------
 
 def test_an_atomic_block_commits_state_and_audit_together_or_not_at_all(store):
     with pytest.raises(RuntimeError), store.atomic():
-        store.save_state("decision", {"NM-000001": {"dq_status": "complete"}}, T0)
+        store.save_decisions({"NM-000001": {"dq_status": "complete"}}, T0)
         store.audit([AuditEvent("report", "NM-000001", "received", "version 1")], T0)
         raise RuntimeError("killed")
-    assert store.state("decision") == {} and store.audit_trail() == []
+    assert store.decisions() == {} and store.audit_trail() == []
     with store.atomic():
-        store.save_state("decision", {"NM-000001": {"dq_status": "complete"}}, T0)
+        store.save_decisions({"NM-000001": {"dq_status": "complete"}}, T0)
         store.audit([AuditEvent("report", "NM-000001", "received", "version 1")], T0)
-    assert list(store.state("decision")) == ["NM-000001"] and len(store.audit_trail()) == 1
+    assert list(store.decisions()) == ["NM-000001"] and len(store.audit_trail()) == 1
 
 
 def test_a_run_left_running_is_interrupted_by_the_next(store):
@@ -221,6 +240,28 @@ def test_a_run_left_running_is_interrupted_by_the_next(store):
     with store.engine.connect() as conn:
         status = dict(conn.execute(select(runs.c.run_id, runs.c.status)).all())
     assert (status[first], status[second]) == ("interrupted", "ok")
+
+    assert store.previous_run() == {"status": "interrupted", "summary": {
+        "summary": "interrupted after: 2 received"}}
+    store.begin_run(T0)
+    assert store.previous_run() == {"status": "ok", "summary": {"summary": "done"}}
+
+
+def test_the_change_marks_move_with_responses_links_and_the_outbox(store):
+    marks = [store.change_marks()]
+    store.add_raw([response("r1", "a")], T0)
+    store.add_raw([response("r1", "a")], T0)  # a re-read: no change
+    marks.append(store.change_marks())
+    store.add_links(pd.DataFrame([{"source": "g", "response_id": "r1",
+                                   "report_id": "NM-000001", "how": "new"}]), T0)
+    store.enqueue([ack(1)], T0)
+    marks.append(store.change_marks())
+    store.mark_failed(ack(1).key, "451 try later", T0)
+    marks.append(store.change_marks())
+    store.mark_sent(ack(1).key, T0)
+    marks.append(store.change_marks())
+    assert len({repr(m) for m in marks}) == len(marks)
+    assert store.change_marks() == marks[-1]
 
 
 # -- outbox ----------------------------------------------------------------------------------
@@ -346,7 +387,7 @@ def test_a_store_is_copied_whole_and_goes_on_where_it_was(tmp_path, open_store):
     source.add_raw([response("r1", SECRET + " (edited)", T0 + pd.Timedelta(hours=1))], T0)
     source.allocate("report", 2)
     source.save_reports([{"report_id": "NM-000001", "version": 2}], T0)
-    source.save_state("pattern", {"PT-0001": {"members": ["NM-000001"]}}, T0)
+    source.replace_patterns({"PT-0001": {"members": ["NM-000001"]}}, T0)
     source.enqueue([ack(1), ack(2)], T0)
     source.mark_sent("ack:NM-000001", T0)
     source.audit([AuditEvent("report", "NM-000001", "received", "v1")] * 3, T0)
