@@ -26,9 +26,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from config.conditions import holds
 from config.rules import Condition, Rules
 from domain.address import EMAIL_REGEX
-from transforms.conditions import holds
 
 CheckKind = Literal[
     "unreadable", "required", "in_set", "unknown_items", "email", "time", "future",

@@ -1,7 +1,9 @@
-"""Evaluate rule conditions over a whole DataFrame at once (one boolean Series per rule).
+"""What a condition in the rules file means, evaluated over a whole DataFrame at once (one
+boolean Series per rule).
 
-Shared by the required-field sets, triage, notification risk and repeat filters, so a
-condition means the same thing wherever it appears in the rules file.
+Kept with the rules' schema, not in a step: the required-field sets (checks), triage,
+notification risk and repeat filters (transforms) all read conditions, and a condition
+means the same thing wherever it appears in the rules file.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from config.conditions import holds
 from config.rules import RepeatRule, Rules
-from transforms.conditions import holds
 from transforms.normalize import display
 
 PATTERN_COLUMNS = ["pattern_id", "fingerprint", "rule_id", "rule_label", "key", "key_label",

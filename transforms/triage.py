@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from config.conditions import holds
 from config.rules import Rules
-from transforms.conditions import holds
 
 COLUMNS = ["report_id", "rule_id", "pathway", "pathway_label", "priority", "triage_due",
            "alert_roles", "notification_risk", "notification_reasons"]

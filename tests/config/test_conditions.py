@@ -1,7 +1,7 @@
 import pandas as pd
 
+from config.conditions import holds
 from config.rules import Condition
-from transforms.conditions import holds
 
 
 def test_operators_and_missing_values(rules):

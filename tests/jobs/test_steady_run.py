@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from jobs.pipeline import RunFailed
-
 from tests.fakes.deployment import TZ, Deployment, answers, google_stamp
 
 FIRST, LATER = "2026-11-23 09:00", "2026-11-23 09:40"  # nothing falls due in between
@@ -115,6 +114,10 @@ def test_google_sheets_a_steady_run_writes_no_cell(workspace):
 STANDS = "its results stand"
 
 
+def ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
 def _recomputed(caplog, dep: Deployment, now: str, **kwargs) -> bool:
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="nearmiss"):
@@ -131,7 +134,7 @@ def test_a_run_recomputes_when_anything_it_depends_on_changes(tmp_path, caplog):
     dep.add_google("2026-11-23 08:00", category="Safeguarding", service="Oak House")
     first = dep.run("2026-11-23 09:00")
     due = pd.Timestamp(dep.sheet()[0]["Triage due"], tz=TZ)  # untriaged: overdue after
-    assert pd.Timestamp("2026-11-23 09:30", tz="UTC") < due < pd.Timestamp("2026-11-23 20:00", tz="UTC")
+    assert ts("2026-11-23 09:30") < due < ts("2026-11-23 20:00")  # before the day ends
 
     assert not _recomputed(caplog, dep, "2026-11-23 09:05")
     again = dep.run("2026-11-23 09:06")  # the same figures, restored

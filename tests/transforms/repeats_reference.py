@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from config.conditions import holds
 from config.rules import Rules
-from transforms.conditions import holds
 
 
 @dataclass
