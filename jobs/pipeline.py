@@ -409,8 +409,8 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
     s, rules, store = r.config.settings, r.config.rules, r.c.store
     today = r.now.tz_convert(r.tz).date()
     closure = report_closure(manager[REPORTS.title], view["report_id"], s.dayfirst)
-    first_pass = action_state(manager[ACTIONS.title], {}, today, r.tz, s.dayfirst)
-    closures = pattern_closures(manager[PATTERNS.title], first_pass, r.tz, s.dayfirst)
+    closures = pattern_closures(manager[PATTERNS.title], manager[ACTIONS.title], r.tz,
+                                s.dayfirst)
 
     prior_state = store.patterns()
     prior = pd.DataFrame([{"pattern_id": pid, **st} for pid, st in prior_state.items()],

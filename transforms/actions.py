@@ -8,6 +8,7 @@ a date cell); a value that cannot be read is pointed out in the tracker, never g
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from domain.times import localise, read_datetime
 from transforms.tracker import ACTION_STATUS, JUST_CULTURE
 
 DONE = {"done - awaiting verification", "verified effective"}
+_STATUSES = {s.casefold(): s for s in ACTION_STATUS}
 _UTC = ZoneInfo("UTC")
 
 
@@ -107,13 +109,11 @@ def action_state(manager: dict[str, dict[str, str]],
             "Verification method", "Verification due", "Status", "Verified on", "Outcome"]
     a = _frame(manager, cols, "action_id")
     rows = []
-    statuses = {s.casefold(): s for s in ACTION_STATUS}
     for aid, r in a.iterrows():  # actions are typed by hand: tens, not thousands
         reports, pats = linked_ids(r["Linked to"])
-        status = statuses.get(r["Status"].casefold(), r["Status"])
+        status, verified_on = _verification(r, dayfirst)
         due = parse_day(r["Due"], dayfirst)
         verify_due = parse_day(r["Verification due"], dayfirst)
-        verified_on = parse_day(r["Verified on"], dayfirst)
         notes: list[str] = []
         reopened = ""
         if status == "Not effective":
@@ -163,9 +163,19 @@ def action_state(manager: dict[str, dict[str, str]],
         "verification_overdue", "tracking"])
 
 
-def pattern_closures(manager: dict[str, dict[str, str]], actions: pd.DataFrame,
-                     tz: ZoneInfo, dayfirst: bool = True) -> pd.DataFrame:
-    """When each pattern was last closed: its review closed, or an action on it verified."""
+def _verification(values: Mapping[str, str], dayfirst: bool) -> tuple[str, date | None]:
+    """An action's status as the tracker names it (typed in any case) and its "Verified on"."""
+    status = values.get("Status") or ""
+    return (_STATUSES.get(status.casefold(), status),
+            parse_day(values.get("Verified on") or "", dayfirst))
+
+
+def pattern_closures(manager: dict[str, dict[str, str]],
+                     actions: dict[str, dict[str, str]], tz: ZoneInfo, dayfirst: bool = True
+                     ) -> pd.DataFrame:
+    """When each pattern was last closed: its review closed, or an action on it verified.
+    `manager` and `actions` are the values managers typed into Patterns and Actions: what
+    closes a pattern never depends on the patterns found, so it is known before repeats."""
     closed: dict[str, pd.Timestamp] = {}
     for pid, values in manager.items():
         if values.get("Review status", "").casefold() == "closed":
@@ -173,10 +183,11 @@ def pattern_closures(manager: dict[str, dict[str, str]], actions: pd.DataFrame,
             if day:
                 closed[pid] = max(closed.get(pid, pd.Timestamp.min.tz_localize("UTC")),
                                   end_of_day(day, tz))
-    for _, act in actions.iterrows():
-        if act["status"] == "Verified effective" and act["verified_on"]:
-            for pid in act["patterns"]:
-                at = end_of_day(act["verified_on"], tz)
+    for values in actions.values():
+        status, verified_on = _verification(values, dayfirst)
+        if status == "Verified effective" and verified_on:
+            at = end_of_day(verified_on, tz)
+            for pid in linked_ids(values.get("Linked to") or "")[1]:
                 closed[pid] = max(closed.get(pid, at), at)
     return pd.DataFrame({"pattern_id": list(closed), "closed_at": list(closed.values())},
                         columns=["pattern_id", "closed_at"])

@@ -88,8 +88,10 @@ def test_reminders_alone_are_pointed_out(tz):
 
 
 def test_pattern_closed_by_review_or_by_a_verified_action(tz):
-    acts = action_state(actions(**{"A-1": {"Linked to": "PT-2", "Status": "Verified effective",
-                                           "Verified on": "2026-11-20"}}), {}, TODAY, tz)
+    acts = actions(**{"A-1": {"Linked to": "PT-2", "Status": "verified EFFECTIVE",
+                              "Verified on": "2026-11-20"},
+                      "A-2": {"Linked to": "PT-3", "Status": "Done - awaiting verification",
+                              "Verified on": "2026-11-20"}})
     out = pattern_closures({"PT-0001": {"Review status": "Closed", "Closed on": "2026-11-18"},
                             "PT-0003": {"Review status": "Under review"}}, acts, tz)
     closed = dict(zip(out["pattern_id"], out["closed_at"], strict=True))
