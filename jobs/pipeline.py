@@ -42,6 +42,7 @@ from transforms.audit import (
     manager_events,
     move_events,
     pattern_events,
+    question_events,
 )
 from transforms.horizon import next_change
 from transforms.loop import loop_status, owed_messages
@@ -217,7 +218,7 @@ def capture(r: Run) -> None:
             continue
         with r.saving():
             added = store.add_raw(pulled.responses, r.now)
-            r.events += drift_events(source.name, memory.questions, pulled.questions)
+            r.events += question_events(source.name, memory.questions, pulled.questions)
             store.remember_source(source.name, SourceMemory(
                 pulled.watermark, today, pulled.warnings,
                 pulled.questions or memory.questions), r.now)
@@ -226,22 +227,6 @@ def capture(r: Run) -> None:
         r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
         log.info("%s: %d new, %d edited, %d unchanged", source.name, added.new, added.versions,
                  added.unchanged)
-
-
-def drift_events(source: str, before: dict[str, str], questions: dict[str, str]
-                 ) -> list[AuditEvent]:
-    """Questions added, renamed or removed since the last run, named once in the audit log."""
-    if not before or not questions or questions == before:
-        return []
-    events = []
-    for qid, title in questions.items():
-        if qid not in before:
-            events.append(AuditEvent("source", source, "question added", repr(title)))
-        elif before[qid] != title:
-            events.append(AuditEvent("source", source, "question renamed",
-                                     f"{before[qid]!r} -> {title!r}"))
-    return events + [AuditEvent("source", source, "question removed", repr(title))
-                     for qid, title in before.items() if qid not in questions]
 
 
 # -- 2. anything new? -----------------------------------------------------------------------

@@ -152,6 +152,22 @@ def manager_events(changes: list[ManagerChange]) -> list[AuditEvent]:
             for c in changes]
 
 
+def question_events(source: str, before: dict[str, str], questions: dict[str, str]
+                    ) -> list[AuditEvent]:
+    """Questions added, renamed or removed since the last run, named once in the audit log."""
+    if not before or not questions or questions == before:
+        return []
+    events = []
+    for qid, title in questions.items():
+        if qid not in before:
+            events.append(AuditEvent("source", source, "question added", repr(title)))
+        elif before[qid] != title:
+            events.append(AuditEvent("source", source, "question renamed",
+                                     f"{before[qid]!r} -> {title!r}"))
+    return events + [AuditEvent("source", source, "question removed", repr(title))
+                     for qid, title in before.items() if qid not in questions]
+
+
 def move_events(moves: list[tuple[str, str, str, str]],
                  closed_on: dict[str, dict[str, date | None]], days: int | None
                  ) -> list[AuditEvent]:

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from transforms.audit import decision_events, manager_events, pattern_events
+from transforms.audit import decision_events, manager_events, pattern_events, question_events
 from transforms.tracker import ManagerChange
 
 NOW = pd.Timestamp("2026-11-23 09:00", tz="UTC")
@@ -68,3 +68,15 @@ def test_manager_changes_name_sheet_column_old_and_new():
                                              "Verified effective")])
     assert (event.entity, event.entity_id) == ("action", "A-0001")
     assert event.reason == "Actions 'Status': 'Open' -> 'Verified effective'"
+
+
+def test_questions_added_renamed_and_removed_are_named_once():
+    before = {"q1": "What happened?", "q2": "Shift", "q3": "Ward"}
+    now = {"q1": "What happened? (in your words)", "q2": "Shift", "q4": "Service"}
+    said = [(e.event, e.reason) for e in question_events("form", before, now)]
+    assert said == [("question renamed", "'What happened?' -> 'What happened? (in your words)'"),
+                    ("question added", "'Service'"), ("question removed", "'Ward'")]
+    # The first read, an unchanged form, and a read that gave no questions say nothing.
+    assert question_events("form", {}, now) == []
+    assert question_events("form", now, dict(now)) == []
+    assert question_events("form", before, {}) == []
