@@ -1,10 +1,12 @@
 """The tracker as a local Excel workbook, for providers without a cloud account.
 
 Reading uses python-calamine, a compiled reader many times faster than openpyxl on a long
-history, and gives each sheet's rows as openpyxl's ``values_only`` reading does (see
-`_row`). openpyxl, which keeps the workbook's formats, filters and validations, loads it only
-when a run has something to write, and the workbook is saved only when some cell's value
-really differs: a run with nothing new costs one fast read and no save.
+history, and gives each sheet's rows as openpyxl's ``values_only`` reading does
+(connectors/calamine_rows.py). Changed cells and new rows of existing sheets are written into
+the workbook's XML (connectors/xlsx_patch.py); openpyxl, which sets formats, filters and
+validations, loads it only to create a sheet, delete rows or store a date. The workbook is
+saved only when some cell's value really differs: a run with nothing new costs one fast
+read and no save.
 
 A save goes through a temporary file and an atomic rename, so a failure mid-save never
 leaves a half-written tracker. The new file takes the mode, owner and group of the one it
@@ -22,8 +24,7 @@ import re
 import stat
 import tempfile
 import zipfile
-from collections.abc import Sequence
-from datetime import date, datetime, time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,10 @@ from openpyxl.worksheet.worksheet import Worksheet
 from python_calamine import CalamineError, CalamineWorkbook
 
 from connectors.base import Cell, SheetSpec, SheetWrite
+from connectors.calamine_rows import openpyxl_row
 from connectors.errors import TrackerError
 from connectors.files import remove_stale_temp_files
+from connectors.xlsx_patch import Declined, patch_workbook, write_parts
 from domain.text import sheet_text
 
 log = logging.getLogger(__name__)
@@ -62,35 +65,6 @@ _TEMP_NAME = re.compile(rf"{re.escape(_TEMP_PREFIX)}[a-z0-9_]{{8}}{re.escape(_TE
 # openpyxl writes text as given. So text that happens to contain such a sequence has its
 # underscore escaped (_x005F_), or "_x0041_" typed in a report would read back as "A".
 _ESCAPE_LIKE = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
-
-# Integral floats below this read back as int, as openpyxl reads a number stored without a
-# decimal point. Excel keeps 15 significant digits, so larger ones are stored as floats.
-_EXACT_INTEGERS = 10.0 ** 15
-
-
-def _row(values: list[Any]) -> list[Cell]:
-    """One row as openpyxl's ``values_only`` gives it.
-
-    calamine returns every number as a float, an empty cell as "", and a date-formatted
-    whole day as a `date`; openpyxl returns an int for a number stored without a fraction,
-    None, and a `datetime` at midnight. Times, durations, other datetimes, booleans and text
-    are alike. A formula cell reads as its last computed value (as the Sheets tracker reads
-    formatted values), an error cell as empty.
-    """
-    out: list[Cell] = []
-    for v in values:
-        kind = type(v)
-        if kind is str:
-            out.append(v or None)
-        elif kind is float:
-            out.append(int(v) if v.is_integer() and -_EXACT_INTEGERS < v < _EXACT_INTEGERS
-                       else v)
-        elif kind is date:
-            out.append(datetime.combine(v, time()))
-        else:
-            out.append(v)
-    return out
-
 
 def _set(ws: Worksheet, row: int, col: int, value: Cell) -> bool:
     """Store `value` in a cell; True when the cell's value or type changed."""
@@ -170,7 +144,7 @@ class XlsxTracker:
                 for title in titles:
                     rows = book.get_sheet_by_name(title).to_python(
                         skip_empty_area=False)  # rows and columns count from A1
-                    out[title] = [_row(r) for r in rows]
+                    out[title] = [openpyxl_row(r) for r in rows]
         except PermissionError:
             raise TrackerError(f"no permission to open the tracker {self.path}") from None
         except (CalamineError, ValueError, OSError) as exc:
@@ -178,8 +152,8 @@ class XlsxTracker:
         self._seen = seen
         return out
 
-    def _workbook(self) -> Workbook:
-        """The workbook to write to, loaded with openpyxl at the first write of the run."""
+    def _as_read(self) -> tuple[int, int, int] | None:
+        """The file's signature, refusing a file changed since this run read it."""
         try:
             now = self._signature()
         except OSError as exc:
@@ -189,6 +163,11 @@ class XlsxTracker:
             raise TrackerError(f"cannot write the tracker {self.path}: it changed after this "
                                "run read it (saved in Excel meanwhile?); the next run brings "
                                "it up to date")
+        return now
+
+    def _workbook(self) -> Workbook:
+        """The workbook to write to, loaded with openpyxl at the first write of the run."""
+        now = self._as_read()
         if self._wb is None:
             if now is None:
                 self._wb = Workbook()
@@ -206,10 +185,25 @@ class XlsxTracker:
         return self._wb
 
     def write(self, writes: Sequence[SheetWrite]) -> None:
-        """Apply all changes; save only if some cell's value really changed."""
+        """Apply all changes; save only if some cell's value really changed.
+
+        Cells and rows of sheets the file has are written into its XML (connectors/
+        xlsx_patch.py): seconds where loading and saving a large workbook takes minutes.
+        New sheets, deleted rows and dates go through openpyxl."""
         writes = [w for w in writes if w]
         if not writes:
             return
+        if self._wb is None and self._as_read() is not None:
+            try:
+                parts = patch_workbook(self.path, writes)
+            except Declined as why:
+                log.debug("tracker written with openpyxl: %s", why)
+            else:
+                if parts:
+                    self._save(lambda tmp: write_parts(self.path, tmp, parts))
+                    with contextlib.suppress(OSError):
+                        self._seen = self._signature()
+                return
         wb = self._workbook()
         changed = False
         for w in writes:
@@ -237,7 +231,7 @@ class XlsxTracker:
             # Keep the filter covering every row, including those just appended.
             ws.auto_filter.ref = f"A1:{get_column_letter(ws.max_column)}{ws.max_row}"
         if changed:
-            self._save(wb)
+            self._save(wb.save)
             with contextlib.suppress(OSError):  # else the next write refuses: safe
                 self._seen = self._signature()  # the workbook in memory is now the file
 
@@ -262,7 +256,8 @@ class XlsxTracker:
                 f"{letter}2:{letter}1048576",
                 CellIsRule(operator="equal", formula=['"overdue"'], fill=_OVERDUE_FILL))
 
-    def _save(self, wb: Workbook) -> None:
+    def _save(self, write: Callable[[str], None]) -> None:
+        """`write` the workbook to a temporary file that then replaces the tracker."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(self.path.parent, _TEMP_NAME)
@@ -270,7 +265,7 @@ class XlsxTracker:
                                        dir=self.path.parent)
             try:
                 os.close(fd)
-                wb.save(tmp)
+                write(tmp)
                 _take_access_of(tmp, self.path)
                 os.replace(tmp, self.path)
             finally:
