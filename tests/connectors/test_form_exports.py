@@ -386,11 +386,16 @@ MS_HEADER = ["ID", "Start time", "Completion time", "Email", "Name", "Last modif
 
 
 def write_xlsx(path: Path, header: list[str], rows: list[list]) -> Path:
+    """A Forms workbook: answers are typed text, as Microsoft writes them (openpyxl alone
+    would store "#N/A" as an error and "=1" as a formula)."""
     wb = Workbook()
     ws = wb.active
     ws.append(header)
     for row in rows:
         ws.append(row)
+        for cell in ws[ws.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
     wb.save(path)
     return path
 
@@ -548,7 +553,8 @@ def test_a_damaged_time_cell_marks_its_row_only(tmp_path):
             [2, None, None, "anonymous", None, None, "no time", None],
             [3, None, datetime(2026, 9, 14, 9, 0).time(), "anonymous", None, None, "time only",
              None],
-            [4, None, datetime(1850, 1, 1), "anonymous", None, None, "year", None]]
+            # Excel holds no date before 1900 as a date: such a time is text
+            [4, None, "1850-01-01", "anonymous", None, None, "year", None]]
     fine, none, time_only, year = pull_xlsx(write_xlsx(tmp_path / "t.xlsx", MS_HEADER,
                                                        rows)).responses
     assert fine.submitted_at is not None and fine.notes == ()
