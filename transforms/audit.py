@@ -127,7 +127,8 @@ def pattern_events(patterns: pd.DataFrame, previous: dict[str, dict[str, Any]], 
                 events += [AuditEvent("report", m, "joined pattern", f"{pid}: {label}")
                            for m in now["members"]]
         else:
-            added = [m for m in now["members"] if m not in before["members"]]
+            known = set(before["members"])  # a long pattern has thousands of members
+            added = [m for m in now["members"] if m not in known]
             if added and p["status"] != "dissolved":
                 events.append(AuditEvent("pattern", pid, "grown",
                                          f"{', '.join(added)} joined: now {p['count']} reports"))

@@ -337,3 +337,11 @@ def local_time(value: datetime | pd.Timestamp | None, tz: ZoneInfo, fmt: str = "
     if value is None or pd.isna(value):
         return ""
     return pd.Timestamp(value).tz_convert(tz).strftime(fmt)
+
+
+def local_times(values: pd.Series, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M") -> pd.Series:
+    """`local_time` of a whole column at once (a column of 100,000 times in well under a
+    second, where one call per value takes seconds)."""
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.map(lambda v: local_time(v, tz, fmt))
+    return values.dt.tz_convert(tz).dt.strftime(fmt).fillna("").astype(object)

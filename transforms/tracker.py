@@ -29,7 +29,7 @@ import pandas as pd
 from config.rules import Rules
 from domain.records import Cell, SheetSpec, SheetWrite
 from domain.text import sheet_text
-from transforms.normalize import display, local_time
+from transforms.normalize import display, local_time, local_times
 
 TRIAGE_STATUS = ["In review", "Triaged", "Closed"]
 JUST_CULTURE = {
@@ -409,8 +409,13 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
     out = FamilyPlan(writes=[])
     system = [c for c in spec.columns if c not in spec.manager_columns]
     desired = desired.reindex(columns=[c for c in system if c in desired.columns])
-    records = desired.astype(object).where(desired.notna(), None).to_dict("index")
-    for key, wanted in records.items():
+    # Column by column, not DataFrame.to_dict: several times faster on 100,000 rows.
+    titles = list(desired.columns)
+    columns = [desired[t].astype(object).where(desired[t].notna(), None).tolist()
+               for t in titles]
+    rows = zip(*columns, strict=True) if columns else [()] * len(desired)
+    for key, values in zip(desired.index, rows, strict=True):
+        wanted = dict(zip(titles, values, strict=True))
         year = targets.get(key)
         if year is None:
             home = live
@@ -491,8 +496,8 @@ def reports_rows(view: pd.DataFrame, rules: Rules, tz: ZoneInfo, now: pd.Timesta
     out = pd.DataFrame({
         "Report ID": view["report_id"],
         "Version": view["version"].astype(int),
-        "Submitted": view["submitted_at"].map(lambda t: local_time(t, tz)),
-        "Occurred": col("occurred_at").map(lambda t: local_time(t, tz)),
+        "Submitted": local_times(view["submitted_at"], tz),
+        "Occurred": local_times(col("occurred_at"), tz),
         "Service": col("service").fillna(""),
         "Setting": labelled("setting"),
         "Shift": labelled("shift"),
@@ -507,7 +512,7 @@ def reports_rows(view: pd.DataFrame, rules: Rules, tz: ZoneInfo, now: pd.Timesta
         "Missing information": view["blocked"].fillna(""),
         "Pathway": view["pathway_label"],
         "Priority": view["priority"],
-        "Triage due": view["triage_due"].map(lambda t: local_time(t, tz)),
+        "Triage due": local_times(view["triage_due"], tz),
         "Overdue": overdue.map({True: "overdue", False: ""}),
         "Notification risk": view["notification_reasons"].fillna(""),
         "Rule": view["rule_id"],

@@ -1,7 +1,13 @@
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from transforms import normalize as n
+from transforms.normalize import local_time, local_times
 
 MAPPING = {
     "What kind of near miss was it?": "category",
@@ -160,3 +166,14 @@ def test_records_are_json_ready(rules, tz):
     assert record["occurred_at"] == "2026-11-19T10:00:00+00:00"
     assert record["contributing_factors"] == ["handover"]
     assert record["medication_name"] is None and isinstance(record["version"], int)
+
+
+@given(st.lists(st.one_of(st.none(), st.datetimes(min_value=datetime(1900, 1, 1),
+                                                  max_value=datetime(2100, 12, 31))),
+                max_size=20),
+       st.sampled_from(["Europe/London", "America/New_York", "Australia/Lord_Howe", "UTC"]))
+def test_a_column_of_local_times_reads_as_each_one_does(values, zone):
+    tz = ZoneInfo(zone)
+    column = pd.Series([None if v is None else pd.Timestamp(v, tz="UTC") for v in values],
+                       dtype="datetime64[us, UTC]")
+    assert list(local_times(column, tz)) == [local_time(v, tz) for v in column]
