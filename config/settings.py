@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -29,6 +30,7 @@ from pydantic import (
 )
 
 from config.rules import Rules
+from domain.address import valid_address
 
 BUNDLED = resources.files("config")
 
@@ -390,6 +392,18 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
     for role, addresses in settings.roles.items():
         if not addresses:
             out.append((f"roles.{role}", "no address given: list at least one"))
+        out += [(f"roles.{role}", f"{a!r} is not an email address: write it as "
+                 "someone@example.org") for a in addresses if not valid_address(a)]
+    for i, brief in enumerate(settings.mail.learning_briefs):
+        out += [(f"mail.learning_briefs.{i}.to", f"{a!r} is not an email address: write it "
+                 "as someone@example.org") for a in brief.to if not valid_address(a)]
+    for key in ("sender", "reply_to"):
+        value = getattr(settings.mail, key)
+        # A display name is welcome ("Quality Team <quality@example.org>"); the address in
+        # it must be one, or no server accepts the message and no reply comes back.
+        if value is not None and not valid_address(parseaddr(value)[1]):
+            out.append((f"mail.{key}", f"{value!r} has no email address in it: write "
+                        "quality@example.org or Quality Team <quality@example.org>"))
     if google_apis(settings) and settings.google is None:
         out.append(("google", "a Google source, tracker or mail transport is configured: add a "
                     "`google:` section saying how to authenticate"))

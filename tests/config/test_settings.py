@@ -62,6 +62,24 @@ def test_mapping_to_an_unknown_field_and_role_without_address(tmp_path):
     assert "roles.safeguarding_lead" in text
 
 
+def test_addresses_that_are_not_addresses_are_named(tmp_path):
+    data = demo_data()
+    data["roles"]["clinical_lead"] = ["not-an-email", "nurse@example.org"]
+    data["mail"]["sender"] = "nobody"
+    data["mail"]["reply_to"] = "Quality Team <quality at example.org>"
+    data["mail"]["learning_briefs"] = [{"team": "Oak", "to": ["oak-team"]}]
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, data))
+    lines = err.value.lines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "roles.clinical_lead", "mail.learning_briefs.0.to", "mail.sender", "mail.reply_to"]
+    assert "'not-an-email' is not an email address" in lines[0]
+    # A display name with the address in it is fine.
+    data = demo_data()
+    data["mail"]["sender"] = "Quality Team <quality@example.org>"
+    assert load_config(write(tmp_path, data)).settings.mail.sender.startswith("Quality")
+
+
 def test_missing_secret_variable_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.delenv("NM_TEST_SMTP_PASSWORD", raising=False)
     data = demo_data()
