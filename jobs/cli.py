@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from config.settings import Config, ConfigError, load_config
+from domain.ids import canonical_id
 
 if TYPE_CHECKING:  # imported by the commands that run it, so `--help` stays quick
     from jobs.pipeline import RunSummary
@@ -34,17 +35,47 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("config", "connectors", "domain", "transforms", "checks", "jobs", "migrations")
 
 
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """--config and --verbose, taken before or after the command (`nearmiss run --config
+    x.yaml` as well as `nearmiss --config x.yaml run`). Only the top level has defaults: a
+    command's own would overwrite what was given before it."""
+    common = argparse.ArgumentParser(add_help=False)
+    unset = {} if defaults else {"default": argparse.SUPPRESS}
+    common.add_argument("--config", type=Path, **(unset or {
+        "default": Path(os.environ.get("NEARMISS_CONFIG", DEFAULT_CONFIG))}),
+                        help="deployment YAML (default: $NEARMISS_CONFIG or ./nearmiss.yaml)")
+    common.add_argument("-v", "--verbose", action="store_true", **unset,
+                        help="log each step; show a traceback on an internal error")
+    return common
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("nearmiss-loop")
+    except PackageNotFoundError:  # run from a source folder without installing
+        return "unknown (not installed)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Subcommands inherit --config and --verbose."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        if kwargs.get("add_help", True) and "parents" not in kwargs:
+            kwargs["parents"] = [_common(defaults=False)]
+        super().__init__(*args, **kwargs)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="nearmiss",
+        prog="nearmiss", parents=[_common(defaults=True)],
         description="Near-miss learning loop: form submissions in; validated, triaged reports, "
                     "repeat patterns, a shared tracker and closed-loop emails out.")
-    parser.add_argument("--config", type=Path,
-                        default=Path(os.environ.get("NEARMISS_CONFIG", DEFAULT_CONFIG)),
-                        help="deployment YAML (default: $NEARMISS_CONFIG or ./nearmiss.yaml)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log each step; show a traceback on an internal error")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"nearmiss {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     p = sub.add_parser("run", help="run the loop once (schedule this)",
                        description="Pull new submissions, validate, triage, find repeats, "
@@ -100,8 +131,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Timestamped: a scheduled job's log is appended to one file, run after run.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S%z")
     from connectors.errors import NearmissError
 
     try:
@@ -251,9 +284,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, check_credentials=False)  # reads the store only
     store = Store.open(config.settings.store)
-    trail = store.audit_trail(args.id)
+    entity = canonical_id(args.id) or args.id.strip()  # "nm-1" is NM-000001
+    trail = store.audit_trail(entity)
     if not trail:
-        print(f"nearmiss: nothing recorded for {args.id}", file=sys.stderr)
+        print(f"nearmiss: nothing recorded for {entity}", file=sys.stderr)
         return 1
     tz = config.settings.tz
     for e in trail:

@@ -90,6 +90,7 @@ class RunSummary:
     emails_sent: int = 0
     emails_failed: int = 0
     emails_pending: int = 0
+    backlog_runs: int = 0  # runs the waiting emails need at mail.max_per_run
     tracker_cells: int = 0
     tracker_rows: int = 0
     tracker_archived: int = 0  # rows moved into a yearly archive sheet
@@ -104,7 +105,9 @@ class RunSummary:
         return (f"{self.new_responses} new, {self.new_versions} edited; {self.reports} reports "
                 f"({self.incomplete} incomplete, {self.held} held); {self.patterns_open} open "
                 f"patterns; {self.emails_queued} emails queued, {self.emails_sent} sent, "
-                f"{self.emails_failed} failed, {self.emails_pending} waiting; tracker: "
+                f"{self.emails_failed} failed, {self.emails_pending} waiting"
+                + (f" (about {self.backlog_runs} runs to send them all)"
+                   if self.backlog_runs > 1 else "") + "; tracker: "
                 f"{self.tracker_rows} rows added, "
                 f"{self.tracker_cells} cells updated"
                 + (f", {self.tracker_archived} rows archived" if self.tracker_archived else "")
@@ -272,6 +275,7 @@ def unchanged(r: Run, captured: list[str]) -> dict[str, Any] | None:
         return None
     for key in RESTORED:
         setattr(r.summary, key, steady["summary"][key])
+    waiting(r)  # those whose retry is not due yet
     log.info("nothing new since the last run, and nothing has fallen due: its results stand")
     return steady
 
@@ -514,7 +518,14 @@ def send_emails(r: Run) -> None:
         else:
             if refused:
                 r.failed("mail", _not_sent(refused))
-    r.summary.emails_pending = len(store.pending())
+    waiting(r)
+
+
+def waiting(r: Run) -> None:
+    """Emails not sent yet, and how many runs they need: a first run over a long history
+    can owe more than one run may send."""
+    r.summary.emails_pending = len(r.c.store.pending())
+    r.summary.backlog_runs = -(-r.summary.emails_pending // r.config.settings.mail.max_per_run)
 
 
 def _not_sent(refused: list[MailError]) -> str:

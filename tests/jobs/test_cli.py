@@ -76,6 +76,39 @@ def test_run_explain_and_check(tmp_path, capsys):
     assert main(["--config", config, "run", "--now", "yesterday-ish"]) == 2
 
 
+def test_options_after_the_command_ids_however_typed_and_the_version(tmp_path, capsys):
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-20 10:00")
+    config = str(dep.config().path)
+    # --config after the command, and a wrong one before it that the later one replaces
+    assert main(["--config", "nope.yaml", "run", "--config", config,
+                 "--now", "2026-11-23T09:00Z"]) == 0
+    capsys.readouterr()
+    for typed in ("nm-1", " NM 000001 ", "nm_01"):
+        assert main(["explain", typed, "--config", config]) == 0
+        assert "received" in capsys.readouterr().out
+    assert main(["explain", "pt-9", "--config", config]) == 1
+    assert "nothing recorded for PT-0009" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert re.fullmatch(r"nearmiss \S+\n", capsys.readouterr().out)
+
+
+def test_the_run_line_says_how_many_runs_the_email_backlog_needs(tmp_path, capsys):
+    dep = Deployment(tmp_path)
+    for day in range(10, 20):
+        dep.add_google(f"2026-11-{day} 10:00")
+    dep.data["mail"]["max_per_run"] = 4
+    config = str(dep.config().path)
+    assert main(["--config", config, "run", "--now", "2026-11-23T09:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "17 emails queued, 4 sent, 0 failed, 13 waiting (about 4 runs to send them all)" in out
+    for waiting, more in ((9, " (about 3 runs"), (5, " (about 2 runs"), (1, ";"), (0, ";")):
+        assert main(["--config", config, "run", "--now", "2026-11-23T09:05Z"]) == 0
+        assert f"0 failed, {waiting} waiting{more}" in capsys.readouterr().out
+
+
 def test_demo_runs_twice_and_the_second_adds_nothing(tmp_path):
     first = nearmiss("demo", "--workdir", str(tmp_path / "demo"), cwd=tmp_path)
     assert first.returncode == 0, first.stderr
