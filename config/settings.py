@@ -210,6 +210,16 @@ class TeamBrief(_Strict):
     to: list[str] = Field(min_length=1)
 
 
+class RequestBrake(_Strict):
+    """When one run would ask many reporters for the same item, the requests are held: on a
+    form just connected that is a question or an option label the mapping does not know,
+    not many careless reporters."""
+
+    above: int = Field(default=10, ge=1)  # more requests than this for one item: held
+    share: float = Field(default=0.3, gt=0, le=1)  # or more than this share of the run's
+    at_least: int = Field(default=5, ge=1)  # new responses, once there are this many
+
+
 class MailSettings(_Strict):
     sender: str
     reply_to: str | None = None
@@ -220,6 +230,7 @@ class MailSettings(_Strict):
     # with years of history must not email everyone about old reports.
     recent_days: float = Field(default=14, gt=0)
     learning_briefs: list[TeamBrief] = []
+    hold_requests: RequestBrake = RequestBrake()
 
 
 class GoogleSettings(_Strict):

@@ -833,6 +833,29 @@ class Store:
     def replace_patterns(self, patterns: Mapping[str, dict[str, Any]], now: datetime) -> None:
         self._save_state("pattern", patterns, now, replace=True)
 
+    def held_requests(self) -> dict[str, dict[str, Any]]:
+        """Requests for missing items held as a likely mapping problem, by outbox key:
+        the report, the fields asked for, and whether a person released them."""
+        return self._state("held request")
+
+    def hold_requests(self, items: Mapping[str, dict[str, Any]], now: datetime) -> None:
+        self._save_state("held request", items, now)
+
+    def release_requests(self, now: datetime) -> int:
+        """Let every held request go (the next run queues them); how many were held."""
+        held = {k: {**v, "released": True} for k, v in self.held_requests().items()
+                if not v.get("released")}
+        self._save_state("held request", held, now)
+        return len(held)
+
+    def forget_held(self, keys: Iterable[str]) -> None:
+        """Held requests now queued, or no longer owed (their report was completed)."""
+        keys = list(keys)
+        if keys:
+            with self._write() as conn:
+                conn.execute(entity_state.delete().where(
+                    entity_state.c.kind == "held request", entity_state.c.entity_id.in_(keys)))
+
     def _values(self) -> dict[str, Any]:
         return {k: v.get("value") for k, v in self._state("value").items()}
 

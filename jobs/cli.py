@@ -13,7 +13,7 @@ import shutil
 import sys
 import traceback
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
                        description="Print every decision and manager change recorded for "
                                    "one id, oldest first.")
     p.add_argument("id", help="a report (NM-000012), pattern (PT-0003) or action (A-0001) id")
+
+    p = sub.add_parser("release", help="send requests the mass-request brake held",
+                       description="Requests for missing items that one run would have sent "
+                                   "to many reporters at once are held as a likely mapping "
+                                   "problem. Release them when they are right: the next run "
+                                   "sends them.")
+    p.add_argument("what", choices=["missing-info"])
 
     p = sub.add_parser("doctor", help="check every permission the config needs",
                        description="Try each connector of the config without changing "
@@ -322,6 +329,29 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    from connectors.base import AuditEvent
+    from connectors.store import Store
+    from jobs.lock import run_lock
+
+    config = load_config(args.config, check_credentials=False)  # only the store's secret
+    _store_credentials(config)
+    store = Store.open(config.settings.store)
+    now = datetime.now(UTC)
+    try:
+        with run_lock(config.settings.store), store.atomic():
+            released = store.release_requests(now)
+            if released:
+                store.audit([AuditEvent("email", "missing-info", "requests released",
+                                        f"{released} held requests released by a person")],
+                            now)
+    finally:
+        store.close()
+    print(f"nearmiss: {released} held requests released; the next run sends them"
+          if released else "nearmiss: no request is held")
+    return 0
+
+
 def cmd_store(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -388,7 +418,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check": cmd_check, "explain": cmd_explain,
             "doctor": cmd_doctor, "auth": cmd_auth, "migrate": cmd_migrate,
-            "store": cmd_store}
+            "store": cmd_store, "release": cmd_release}
 
 
 if __name__ == "__main__":

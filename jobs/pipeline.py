@@ -45,7 +45,7 @@ from transforms.audit import (
     question_events,
 )
 from transforms.horizon import next_change
-from transforms.loop import loop_status, owed_messages
+from transforms.loop import Owed, hold_mass_requests, loop_status, owed_messages
 from transforms.tracker import (
     ACTIONS,
     DATA_QUALITY,
@@ -464,12 +464,20 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
     s, store = r.config.settings, r.c.store
     reference_question = next((q for q, f in s.mapping.items() if f == "report_reference"),
                               "earlier report reference")
+    on_hold = store.held_requests()
+    released = {k for k, v in on_hold.items() if v.get("released")}
     owed = owed_messages(
         view, r.config.rules, roles=s.roles, queued=store.outbox_keys(), now=r.now, tz=r.tz,
         recent_days=s.mail.recent_days, actions=actions, patterns=patterns,
         briefs=[b.model_dump() for b in s.mail.learning_briefs],
         reference_question=reference_question,
-        person_refs=held.get("person_ref", ()))
+        person_refs=held.get("person_ref", ()),
+        released=[on_hold[k]["report"] for k in released])
+    brake = s.mail.hold_requests
+    owed, mass = hold_mass_requests(
+        owed, r.summary.new_responses + r.summary.new_versions, above=brake.above,
+        share=brake.share, at_least=brake.at_least, released=released)
+    hold_requests(r, on_hold, mass, {o.key for o in owed})
     common = {"provider": s.provider, "tracker": r.c.tracker_location}
     items = []
     for o in owed:
@@ -477,6 +485,31 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
         items.append(OutboxItem(o.key, o.kind, o.entity_id, o.recipients, subject, text, html))
     added = store.enqueue(items, r.now)
     r.summary.emails_queued = len(added)
+
+
+def hold_requests(r: Run, before: dict[str, dict[str, Any]], mass: dict[str, list[Owed]],
+                  queued: set[str]) -> None:
+    """Remember the requests held this run (audited once each), forget those no longer
+    held, and end the run with the one line that says why."""
+    store, rules = r.c.store, r.config.rules
+    now_held = {o.key: {"report": o.entity_id, "fields": list(o.fields), "released": False}
+                for asked in mass.values() for o in asked}
+    fresh = {k: v for k, v in now_held.items() if k not in before}
+    store.hold_requests(fresh, r.now)
+    store.forget_held(k for k in before if k not in now_held and (
+        k in queued or not before[k].get("released")))
+    r.events += [AuditEvent("report", v["report"], "request held",
+                            "asks for " + ", ".join(rules.label(f) for f in v["fields"])
+                            + ": many reporters at once; see the run's line")
+                 for v in fresh.values()]
+    if mass:
+        field, asked = max(mass.items(), key=lambda item: len(item[1]))
+        more = f" (and {len(mass) - 1} more items)" if len(mass) > 1 else ""
+        r.failed("mail", f"{len(now_held)} requests for missing items are held: "
+                 f"{len(asked)} reporters would be asked for {rules.label(field)!r}{more} in "
+                 "one run, which looks like a mapping problem (compare the form's questions "
+                 "and options with the config); fix the mapping, or send them with "
+                 "`nearmiss release missing-info`")
 
 
 def send_emails(r: Run) -> None:

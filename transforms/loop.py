@@ -34,6 +34,7 @@ class Owed:
     entity_id: str  # report, action, pattern or team the message is about
     recipients: list[str]
     context: dict[str, Any]
+    fields: tuple[str, ...] = ()  # a request for missing items: the fields it asks for
 
 
 def _digest(items: list[str]) -> str:
@@ -105,15 +106,18 @@ def owed_messages(
     briefs: list[dict[str, Any]] | None = None,
     reference_question: str = "earlier report reference",
     person_refs: Iterable[Any] = (),
+    released: Iterable[str] = (),
 ) -> list[Owed]:
     """Every message owed now whose key is not already queued.
 
     `reports` joins the normalised reports with their check, triage, closure (closed,
     closed_on, outcome, nfa_reason) and pattern columns.
-    Reports submitted more than `recent_days` ago get no acknowledgement, request or alert:
-    connecting a form with a long history must not email everyone about old reports.
+    Reports submitted more than `recent_days` ago get no acknowledgement, request or alert,
+    and patterns whose latest report occurred that long ago no alert: connecting a form
+    with a long history must not email everyone about old reports.
     `person_refs`: references of reports not in `reports` (held ones), kept out of
-    reporters' messages like the rest.
+    reporters' messages like the rest. `released`: reports whose held requests a person
+    released: they are owed whatever their age.
     """
     owed: list[Owed] = []
     recent = reports["submitted_at"] >= now - pd.Timedelta(days=recent_days)
@@ -128,28 +132,30 @@ def owed_messages(
         return redactor[0].redact_all(context)
 
     def add(key: str, kind: str, entity: str, to: list[str],
-            ctx: Callable[[], dict[str, Any]]) -> None:
+            ctx: Callable[[], dict[str, Any]], fields: tuple[str, ...] = ()) -> None:
         """Owe a message unless its key is queued; the context is built only if owed, as
         most of what a run computes was queued by an earlier run."""
         to = sorted({a.strip().lower() for a in to if valid_address(a)})
         if key not in queued and to:
-            owed.append(Owed(key, kind, entity, to, redacted(kind, ctx())))
+            owed.append(Owed(key, kind, entity, to, redacted(kind, ctx()), fields))
 
     def role_addresses(names: list[str]) -> list[str]:
         return [a for n in names for a in roles.get(n, [])]
 
-    mailable = reports[recent & reports["reporter_email"].map(valid_address)]
-    for _, row in mailable.iterrows():
+    released_mask = reports["report_id"].isin(set(released))
+    mailable = reports[(recent | released_mask) & reports["reporter_email"].map(valid_address)]
+    for (_, row), is_recent in zip(mailable.iterrows(), recent[mailable.index], strict=True):
         rid = row["report_id"]
-        add(f"ack:{rid}", "acknowledgement", rid, [row["reporter_email"]],
-            lambda row=row: {"report": report_context(row, rules, tz)})
+        if is_recent:
+            add(f"ack:{rid}", "acknowledgement", rid, [row["reporter_email"]],
+                lambda row=row: {"report": report_context(row, rules, tz)})
         wanted = list(row.get("missing") or []) + list(row.get("invalid") or [])
         if wanted:
             add(f"missing:{rid}:{_digest(wanted)}", "missing_info", rid, [row["reporter_email"]],
                 lambda row=row, wanted=wanted: {
                     "report": report_context(row, rules, tz),
                     "missing": [rules.label(f) for f in wanted if f in rules.fields],
-                    "reference_question": reference_question})
+                    "reference_question": reference_question}, tuple(wanted))
 
     for _, row in reports[recent].iterrows():
         rid = row["report_id"]
@@ -191,7 +197,11 @@ def owed_messages(
     if patterns is not None and not patterns.empty:
         # Rules may overlap: the same reports matching two similarity keys is one review for
         # a manager, so it is one alert naming every pattern.
-        events = patterns[patterns["event"].isin(["opened", "reopened"])]
+        # A pattern whose latest report is older than `recent_days` is history, not news:
+        # connecting a form with a long history opens hundreds of them at once.
+        events = patterns[patterns["event"].isin(["opened", "reopened"])
+                          & (pd.to_datetime(patterns["last_at"], utc=True)
+                             >= now - pd.Timedelta(days=recent_days))]
         groups = events.groupby([events["event"], events["members"].map(tuple)], sort=False)
         for _, group in groups:
             p = group.iloc[0]
@@ -215,6 +225,26 @@ def owed_messages(
                     for o in _learning_brief(brief, reports, actions, patterns, rules, today,
                                              tz, queued))
     return owed
+
+
+def hold_mass_requests(owed: list[Owed], new_responses: int, *, above: int, share: float,
+                       at_least: int, released: Iterable[str] = ()
+                       ) -> tuple[list[Owed], dict[str, list[Owed]]]:
+    """Split off the requests for missing items that look like a mapping problem: more than
+    `above` reporters asked for the same field in one run, or more than `share` of the
+    run's new responses once at least `at_least` are. Returns what may be queued and the
+    held requests by field. Requests a person `released` (their keys) are never held."""
+    free = set(released)
+    by_field: dict[str, list[Owed]] = {}
+    for o in owed:
+        if o.kind == "missing_info" and o.key not in free:
+            for f in o.fields:
+                by_field.setdefault(f, []).append(o)
+    mass = {f: asked for f, asked in by_field.items()
+            if len(asked) > above or (len(asked) >= at_least
+                                      and len(asked) > share * new_responses)}
+    held = {o.key for asked in mass.values() for o in asked}
+    return [o for o in owed if o.key not in held], mass
 
 
 def _learning_brief(brief: dict[str, Any], reports: pd.DataFrame, actions: pd.DataFrame | None,

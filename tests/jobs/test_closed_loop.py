@@ -6,6 +6,7 @@ import pytest
 from openpyxl import load_workbook
 
 from connectors.store import Store
+from jobs.cli import main
 from jobs.pipeline import RunFailed
 from tests.fakes.deployment import Deployment
 from tests.fakes.smtp import SmtpServer
@@ -27,6 +28,10 @@ def dep(tmp_path, smtp) -> Deployment:
 
 def kinds(messages: list[EmailMessage]) -> list[str]:
     return sorted(str(m["X-Nearmiss-Key"]).split(":")[0] for m in messages)
+
+
+def to_reporters(messages: list[EmailMessage]) -> list[str]:
+    return [k for k in kinds(messages) if k in ("ack", "missing", "outcome")]
 
 
 def test_acknowledge_then_outcome_and_reminder_then_nothing(dep, smtp):
@@ -180,3 +185,42 @@ def test_audit_shows_manager_changes_and_emails_per_report(dep, smtp):
     assert ("email sent", "acknowledgement to kim@example.org") in events
     assert ("manager change", "Reports 'Triage status': '' -> 'Triaged'") in events
     assert [e for e, _ in events][:2] == ["received", "rule fired"]
+
+
+def test_a_run_that_would_ask_many_reporters_the_same_holds_the_requests(tmp_path, smtp):
+    """A question the mapping misses makes every report of a run incomplete: the requests
+    are held (the run says why, and exits non-zero until a person acts), then released
+    once and sent once. A handful is an ordinary run."""
+    dep = Deployment(tmp_path)
+    dep.data["mail"]["transport"] = {"kind": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                                     "security": "none", "timeout_seconds": 5}
+    for i in range(12):
+        dep.add_google(f"2026-11-20 {8 + i // 6:02d}:{i % 6 * 10:02d}",
+                       email=f"staff{i}@example.org", medication_name=None)
+    with pytest.raises(RunFailed, match=r"12 requests for missing items are held: 12 "
+                                        r"reporters would be asked for 'medication name'"):
+        dep.run(now="2026-11-23 09:00")
+    assert to_reporters(smtp.messages) == ["ack"] * 12  # and one pattern alert
+    sent = len(smtp.messages)
+    with pytest.raises(RunFailed, match="held"):  # still held: still said
+        dep.run(now="2026-11-23 09:15")
+    assert len(smtp.messages) == sent
+
+    config = str(dep.config().path)
+    assert main(["release", "missing-info", "--config", config]) == 0
+    assert main(["release", "missing-info", "--config", config]) == 0  # nothing more
+    summary = dep.run(now="2026-11-23 09:30")
+    assert not summary.failures and kinds(smtp.messages[sent:]) == ["missing"] * 12
+    dep.run(now="2026-11-23 09:45")
+    assert len(smtp.messages) == sent + 12
+    store = Store.open(tmp_path / "nearmiss.db")
+    events = [e["event"] for e in store.audit_trail("NM-000001")]
+    store.close()
+    assert events.count("request held") == 1
+
+    # Three such reports in a later run of three: an ordinary run.
+    for i in range(3):
+        dep.add_google(f"2026-11-23 10:{i:02d}", email=f"late{i}@example.org",
+                       medication_name=None)
+    assert not dep.run(now="2026-11-23 11:00").failures
+    assert to_reporters(smtp.messages[sent + 12:]) == ["ack"] * 3 + ["missing"] * 3

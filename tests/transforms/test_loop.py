@@ -1,10 +1,11 @@
 from datetime import date
 
 import pandas as pd
+import pytest
 
 from connectors.templates import Renderer
 from tests.transforms.person_refs import readable
-from transforms.loop import owed_messages
+from transforms.loop import Owed, hold_mass_requests, owed_messages
 
 NOW = pd.Timestamp("2026-11-23 09:00", tz="UTC")
 ROLES = {"safeguarding_lead": ["sg@care.example"], "registered_manager": ["rm@care.example"],
@@ -102,6 +103,11 @@ def test_one_alert_for_patterns_with_the_same_reports(rules, tz):
     alert = out["pattern:PT-0001+PT-0002:opened"]
     assert alert.context["pattern"]["also"] == ["PT-0002 (Medication · Handover)"]
     assert alert.recipients == ["q@care.example", "rm@care.example"]
+    # A pattern whose latest report is older than recent_days is history: no alert.
+    old = patterns.assign(last_at=NOW - pd.Timedelta(days=15))
+    assert owed(view({"reporter_email": None}), rules, tz, patterns=old) == {}
+    assert set(owed(view({"reporter_email": None}), rules, tz, patterns=old,
+                    recent_days=16)) == {"pattern:PT-0001+PT-0002:opened"}
 
 
 def test_monthly_learning_brief_for_last_month(rules, tz):
@@ -175,3 +181,27 @@ def test_no_reference_of_anyone_reaches_the_reporter_in_any_spelling(rules, tz):
     # Leads may see who: the pathway alert and the pattern alert keep the references.
     assert readable("OH-003", rendered("alert:NM-000002:medication_review"))
     assert readable("OH-011", rendered("pattern:PT-0002:opened"))
+
+
+def _request(n: int, *fields: str) -> Owed:
+    return Owed(f"missing:NM-{n:06d}:x", "missing_info", f"NM-{n:06d}", ["a@example.org"], {},
+                fields)
+
+
+@pytest.mark.parametrize("asked, new, held", [
+    (11, 100, True),   # more than `above`, whatever the share
+    (10, 100, False),
+    (5, 10, True),     # half of a run's new responses, and at least five
+    (4, 4, False),     # all of them, but a handful
+    (5, 20, False),    # five of twenty: a quarter
+])
+def test_requests_for_one_item_to_many_reporters_are_held(asked, new, held):
+    owed = [_request(n, "medication_name") for n in range(asked)] + [
+        _request(99, "shift"), Owed("ack:NM-000001", "acknowledgement", "NM-000001", [], {})]
+    free, mass = hold_mass_requests(owed, new, above=10, share=0.3, at_least=5)
+    assert (list(mass) == ["medication_name"]) is held
+    assert len(free) == (2 if held else asked + 2)
+    # Released requests go, and no longer count towards holding the others.
+    free, mass = hold_mass_requests(owed, new, above=10, share=0.3, at_least=5,
+                                    released={o.key for o in owed})
+    assert mass == {} and len(free) == asked + 2
