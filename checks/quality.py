@@ -63,6 +63,8 @@ def _describe_condition(rules: Rules, cond: Condition) -> str:
         return f"{labels} is one of {', '.join(cond.in_ or [])}"
     if cond.operator == "at_least":
         return f"{labels} is at least {cond.at_least}"
+    if cond.operator == "answered":
+        return f"{labels} is {'' if cond.answered else 'not '}answered in substance"
     return f"{labels} mentions any of {', '.join(cond.keywords or [])}"
 
 

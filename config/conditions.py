@@ -22,6 +22,11 @@ def _is_list_column(series: pd.Series) -> bool:
     return not first.empty and isinstance(first.iloc[0], list | tuple)
 
 
+def _plain(text: str) -> str:
+    """An answer as compared with the "no"-like ones: case, spacing and end stops aside."""
+    return " ".join(text.split()).casefold().strip(" .!")
+
+
 def _one_field(frame: pd.DataFrame, name: str, cond: Condition, rules: Rules) -> pd.Series:
     if name not in frame.columns:
         return pd.Series(False, index=frame.index)
@@ -35,6 +40,11 @@ def _one_field(frame: pd.DataFrame, name: str, cond: Condition, rules: Rules) ->
         text = series.map(lambda v: " ".join(v) if isinstance(v, list | tuple) else v)
         return text.astype("string").str.contains(pattern, case=False, regex=True,
                                                   na=False).astype(bool)
+    if op == "answered":
+        nothing = {_plain(w) for w in rules.no_answers} | {""}
+        text = series.map(lambda v: " ".join(map(str, v)) if isinstance(v, list | tuple)
+                          else "" if v is None or pd.isna(v) else str(v))
+        return text.map(lambda v: (_plain(v) not in nothing) is cond.answered).astype(bool)
     if op == "at_least":
         levels = list(rules.choices(name))
         rank = {key: i for i, key in enumerate(levels)}

@@ -12,7 +12,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FieldType = Literal["text", "email", "choice", "multi", "ordinal", "datetime", "time"]
-OPERATORS = ("equals", "in", "keywords", "at_least")
+OPERATORS = ("equals", "in", "keywords", "at_least", "answered")
+
+# Answers that say "nothing to report" in a free-text question: a question such as "any
+# safeguarding concern?" answered "None" or "N/A" is not answered in substance.
+NO_ANSWERS = ["no", "none", "n/a", "na", "not applicable", "nil", "nothing", "none noted",
+              "no concerns", "nothing to report", "-"]
 
 
 class _Strict(BaseModel):
@@ -27,6 +32,8 @@ class Condition(_Strict):
     in_: list[str] | None = Field(default=None, alias="in")
     keywords: list[str] | None = None
     at_least: str | None = None
+    # true: a substantive answer (not empty, not one of the rules' `no_answers`)
+    answered: bool | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -122,6 +129,7 @@ class Rules(_Strict):
     triage: Triage
     notification_risk: list[NotificationRule] = []
     notification_alert: list[str] = ["registered_manager"]  # who decides on notification
+    no_answers: list[str] = NO_ANSWERS  # what `answered` does not count (any case)
     repeats: list[RepeatRule] = []
 
     def label(self, field: str) -> str:

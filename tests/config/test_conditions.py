@@ -2,6 +2,7 @@ import pandas as pd
 
 from config.conditions import holds
 from config.rules import Condition
+from config.settings import load_rules
 
 
 def test_operators_and_missing_values(rules):
@@ -33,3 +34,16 @@ def test_all_conditions_must_hold(rules):
         {"field": "potential_harm", "at_least": "moderate"})]
     assert holds(frame, conds, rules).tolist() == [True, False]
     assert holds(frame, [], rules).tolist() == [True, True]
+
+
+def test_answered_means_an_answer_in_substance():
+    rules = load_rules()
+    frame = pd.DataFrame({"safeguarding_cue": [
+        "She said her nephew keeps her bank card", "None", " n/a. ", "No", "NOT APPLICABLE",
+        "", None, pd.NA, "-", "No concerns.", "no bruises seen but she flinched",
+        ["none"], ["carer shouted"]]})
+    answered = holds(frame, [Condition(field="safeguarding_cue", answered=True)], rules)
+    assert answered.tolist() == [True, False, False, False, False, False, False, False, False,
+                                 False, True, False, True]
+    unanswered = holds(frame, [Condition(field="safeguarding_cue", answered=False)], rules)
+    assert (unanswered == ~answered).all()

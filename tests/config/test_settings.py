@@ -121,15 +121,17 @@ def test_rules_with_unknown_field_and_operator_are_rejected_with_keys(tmp_path):
 
 def test_rules_reject_unknown_values_pathways_and_levels(tmp_path):
     data = rules_data()
-    data["triage"]["rules"][2]["when"][1]["at_least"] = "terrible"
-    data["triage"]["rules"][3]["pathway"] = "nowhere"
+    ids = [r["id"] for r in data["triage"]["rules"]]
+    severe, escalation = ids.index("escalation-severe"), ids.index("escalation")
+    data["triage"]["rules"][severe]["when"][1]["at_least"] = "terrible"
+    data["triage"]["rules"][escalation]["pathway"] = "nowhere"
     data["required"][1]["when"][0]["equals"] = "meds"
     data["repeats"][0]["key"] = ["category", "servise"]
     with pytest.raises(ConfigError) as err:
         load_rules(write(tmp_path, data, "rules.yaml"))
     keys = [k for k, _ in err.value.problems]
-    assert "triage.rules.2.when.1.at_least" in keys
-    assert "triage.rules.3.pathway" in keys
+    assert f"triage.rules.{severe}.when.1.at_least" in keys
+    assert f"triage.rules.{escalation}.pathway" in keys
     assert "required.1.when.0.equals" in keys
     assert "repeats.0.key" in keys
 

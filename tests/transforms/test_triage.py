@@ -66,6 +66,19 @@ def test_keywords_match_whole_words_case_insensitively(rules, tz):
     assert out.iloc[2]["pathway"] == "safeguarding_review"
 
 
+def test_a_safeguarding_cue_answered_in_substance_is_a_safeguarding_review(rules, tz):
+    """The cue question asks for a concern: any real answer is one, in words no keyword
+    list foresaw; "None", "N/A", "No" are not."""
+    cues = ["Her nephew keeps her bank card and she seemed frightened of him", "None",
+            "N/A", "no", "Not applicable.", None]
+    out = triage(frame(*({"category": "workflow", "potential_harm": "low",
+                          "safeguarding_cue": cue, "submitted_at": "2026-11-23 10:00"}
+                         for cue in cues)), rules, tz)
+    assert out["pathway"].tolist() == ["safeguarding_review"] + ["trend_monitoring"] * 5
+    assert out.iloc[0]["rule_id"] == "safeguarding-cue-answered"
+    assert out.iloc[0]["alert_roles"] == ["safeguarding_lead", "registered_manager"]
+
+
 def test_serious_potential_harm_outside_the_named_categories(rules, tz):
     out = triage(frame({"category": "workflow", "potential_harm": "catastrophic",
                         "submitted_at": "2026-11-23 10:00"}), rules, tz)
