@@ -230,7 +230,7 @@ class MailSettings(_Strict):
     # with years of history must not email everyone about old reports.
     recent_days: float = Field(default=14, gt=0)
     learning_briefs: list[TeamBrief] = []
-    hold_requests: RequestBrake = RequestBrake()
+    hold_requests: RequestBrake | None = RequestBrake()  # null: never hold requests
 
 
 class GoogleSettings(_Strict):

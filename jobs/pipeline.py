@@ -473,10 +473,11 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
         reference_question=reference_question,
         person_refs=held.get("person_ref", ()),
         released=[on_hold[k]["report"] for k in released])
-    brake = s.mail.hold_requests
-    owed, mass = hold_mass_requests(
-        owed, r.summary.new_responses + r.summary.new_versions, above=brake.above,
-        share=brake.share, at_least=brake.at_least, released=released)
+    brake, mass = s.mail.hold_requests, {}
+    if brake is not None:
+        owed, mass = hold_mass_requests(
+            owed, r.summary.new_responses + r.summary.new_versions, above=brake.above,
+            share=brake.share, at_least=brake.at_least, released=released)
     hold_requests(r, on_hold, mass, {o.key for o in owed})
     common = {"provider": s.provider, "tracker": r.c.tracker_location}
     items = []

@@ -100,6 +100,7 @@ def test_the_run_line_says_how_many_runs_the_email_backlog_needs(tmp_path, capsy
     for day in range(10, 20):
         dep.add_google(f"2026-11-{day} 10:00")
     dep.data["mail"]["max_per_run"] = 4
+    dep.data["mail"]["hold_requests"] = {"at_least": 50}  # six of ten are incomplete
     config = str(dep.config().path)
     assert main(["--config", config, "run", "--now", "2026-11-23T09:00Z"]) == 0
     out = capsys.readouterr().out

@@ -21,6 +21,7 @@ def test_a_hostile_corpus_is_stored_marked_and_tracked(tmp_path):
     dep = Deployment(tmp_path)
     dep.data["sources"] = corpus.sources
     dep.data["mail"]["max_per_run"] = 5000  # all owed in the first run: the second is idle
+    dep.data["mail"]["hold_requests"] = None  # bad values by design: asked
     config = tmp_path / "nearmiss.yaml"
     config.write_text(yaml.safe_dump(dep.data, sort_keys=False))
 
