@@ -116,9 +116,14 @@ class StoreSettings(_Strict):
         return os.environ.get(self.password_env) if self.password_env else None
 
 
+# field -> the form's option text -> the taxonomy value it means (null: no answer)
+ValueMaps = dict[str, dict[str, str | None]]
+
+
 class _Source(_Strict):
     name: str
     mapping: dict[str, str] = {}
+    value_maps: ValueMaps = {}  # this form's own option texts, over the deployment's
 
 
 class GoogleFormsCsv(_Source):
@@ -253,6 +258,7 @@ class Settings(_Strict):
     store: StoreSettings = {}  # type: ignore[assignment]  # validated, paths resolved
     sources: list[Source] = Field(min_length=1)
     mapping: dict[str, str] = {}
+    value_maps: ValueMaps = {}  # option texts the taxonomy's labels do not match
     tracker: Tracker
     mail: MailSettings
     roles: dict[str, list[str]] = {}
@@ -274,6 +280,10 @@ class Settings(_Strict):
 
     def mapping_for(self, source: _Source) -> dict[str, str]:
         return {**self.mapping, **source.mapping}
+
+    def value_maps_for(self, source: _Source) -> ValueMaps:
+        return {field: {**self.value_maps.get(field, {}), **source.value_maps.get(field, {})}
+                for field in {*self.value_maps, *source.value_maps}}
 
 
 @dataclass(frozen=True)
@@ -394,6 +404,10 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
             if field not in known:
                 out.append((f"{where}.{question}", f"unknown field {field!r}: map the question "
                             "to a field of the rules file, or to `ignore`"))
+    for where, maps in [("value_maps", settings.value_maps)] + [
+        (f"sources.{i}.value_maps", s.value_maps) for i, s in enumerate(settings.sources)
+    ]:
+        out += _value_map_problems(where, maps, rules)
     names = [s.name for s in settings.sources]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         out.append(("sources", f"source name {dup!r} is used twice: give each source its own name"))
@@ -420,6 +434,27 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
                     "`google:` section saying how to authenticate"))
     if check_credentials:
         out += credential_problems(settings)
+    return out
+
+
+def _value_map_problems(where: str, maps: ValueMaps, rules: Rules) -> list[tuple[str, str]]:
+    """A value map is for a field with fixed values, and maps only to those values."""
+    out: list[tuple[str, str]] = []
+    for field, values in maps.items():
+        spec = rules.fields.get(field)
+        if spec is None:
+            out.append((f"{where}.{field}", f"unknown field {field!r}: value maps are keyed "
+                        "by the rules' field names (`nearmiss check` lists them)"))
+            continue
+        if spec.type not in ("choice", "ordinal", "multi"):
+            out.append((f"{where}.{field}", f"{field} is a {spec.type} field: only choice "
+                        "fields have values to map"))
+            continue
+        allowed = rules.choices(field)
+        for text, value in values.items():
+            if value is not None and value not in allowed:
+                out.append((f"{where}.{field}.{text}", f"{value!r} is not a {field} value: "
+                            f"use one of {', '.join(allowed)} (or null for no answer)"))
     return out
 
 

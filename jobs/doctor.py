@@ -238,7 +238,8 @@ class Doctor:
             "version": 1, "submitted_at": pd.NaT, "first_submitted_at": pd.NaT,
             "payload": [r.payload() for r in pulled.responses]})
         mapped = map_answers(frame, {src.name: self.settings.mapping_for(src)},
-                             self.config.rules, self.settings.tz, self.settings.dayfirst)
+                             self.config.rules, self.settings.tz, self.settings.dayfirst,
+                             {src.name: self.settings.value_maps_for(src)})
         for note in mapped.column_notes:
             self.warn(what, note.removeprefix(f"{src.name}: "))
 

@@ -288,7 +288,8 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     s, store = r.config.settings, r.c.store
     mappings = {src.name: s.mapping_for(src) for src in s.sources}
     mapped = normalize.map_answers(store.latest_responses(), mappings, r.config.rules, r.tz,
-                                   s.dayfirst)
+                                   s.dayfirst, {src.name: s.value_maps_for(src)
+                                                for src in s.sources})
     plan = normalize.plan_links(mapped.responses, store.links())
     unmapped = [f"{row.source}: {row.question!r} ({row.responses} responses)"
                 for row in mapped.unmapped.itertuples()]

@@ -79,7 +79,7 @@ def _choice_lookup(choices: dict[str, str]) -> dict[str, str]:
     return lookup
 
 
-def _split_multi(value: Any, lookup: dict[str, str]) -> list[str] | None:
+def _split_multi(value: Any, lookup: dict[str, str | None]) -> list[str] | None:
     """Multi-select answers: Google joins ticked options with ", ", Microsoft with ";".
 
     Options whose own label contains ", " are re-joined when the pieces make a known label.
@@ -104,21 +104,27 @@ def _split_multi(value: Any, lookup: dict[str, str]) -> list[str] | None:
             i += 1
     seen: list[str] = []
     for item in out:
-        if item not in seen:
+        if item is not None and item not in seen:  # None: an option mapped to no answer
             seen.append(item)
     return seen or None
 
 
 def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], rules: Rules,
-                tz: ZoneInfo, dayfirst: bool = True) -> Mapped:
+                tz: ZoneInfo, dayfirst: bool = True,
+                value_maps: dict[str, dict[str, dict[str, str | None]]] | None = None
+                ) -> Mapped:
     """Map each response's answers to the rules' fields and coerce them to their types.
 
     `responses` is the store's latest version of each response (source, response_id,
     version, submitted_at, first_submitted_at, payload); `mappings` is per source name,
-    question title or id -> field (or "ignore").
+    question title or id -> field (or "ignore"); `value_maps` per source name, field ->
+    option text -> taxonomy value (None: no answer), for the form's own option labels. A
+    label or value of the taxonomy is understood without one; all match ignoring case and
+    repeated spaces.
     """
     fields = list(rules.fields)
     lookups = {s: {question_key(q): f for q, f in m.items()} for s, m in mappings.items()}
+    sources = responses["source"].tolist()
     rows: list[dict[str, Any]] = []
     unmapped: dict[tuple[str, str], int] = {}
     problems: list[list[str]] = []
@@ -171,13 +177,18 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
         # Plain lists, built into object Series at the end: pandas would otherwise infer a
         # string dtype and turn None into NaN between steps.
         values = [_clean(row.get(name)) for row in rows]
-        if spec.type in ("choice", "ordinal"):
-            lookup = _choice_lookup(rules.choices(name))
-            values = [None if v is None else lookup.get(question_key(_joined(v)), _joined(v))
-                      for v in values]
-        elif spec.type == "multi":
-            lookup = _choice_lookup(rules.choices(name))
-            values = [None if v is None else _split_multi(v, lookup) for v in values]
+        if spec.type in ("choice", "ordinal", "multi"):
+            base = _choice_lookup(rules.choices(name))
+            known = {src: {**base, **{question_key(text): value for text, value in
+                                          (value_maps or {}).get(src, {}).get(name, {}).items()}}
+                         for src in set(sources)}
+            if spec.type == "multi":
+                values = [None if v is None else _split_multi(v, known[src])
+                          for v, src in zip(values, sources, strict=True)]
+            else:
+                values = [None if v is None else known[src].get(question_key(_joined(v)),
+                                                                   _joined(v))
+                          for v, src in zip(values, sources, strict=True)]
         elif spec.type == "datetime":
             # Day order is a property of each source's column, decided from its values.
             when: list[pd.Timestamp | None] = [None] * len(values)

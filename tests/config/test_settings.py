@@ -62,6 +62,22 @@ def test_mapping_to_an_unknown_field_and_role_without_address(tmp_path):
     assert "roles.safeguarding_lead" in text
 
 
+def test_value_maps_name_fields_and_values_the_rules_do_not_have(tmp_path):
+    data = demo_data()
+    data["value_maps"] = {"potential_harm": {"3 - Serious": "serious", "n/a": None,
+                                             "4 - Major": "catastrophic"},
+                          "shfit": {"Nights": "night"}}
+    data["sources"][0]["value_maps"] = {"description": {"x": "y"}}
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, data))
+    problems = dict(err.value.problems)
+    assert problems["value_maps.potential_harm.3 - Serious"].startswith(
+        "'serious' is not a potential_harm value: use one of none, low, moderate, severe")
+    assert "unknown field 'shfit'" in problems["value_maps.shfit"]
+    assert "only choice fields" in problems["sources.0.value_maps.description"]
+    assert len(problems) == 3
+
+
 def test_addresses_that_are_not_addresses_are_named(tmp_path):
     data = demo_data()
     data["roles"]["clinical_lead"] = ["not-an-email", "nurse@example.org"]

@@ -57,6 +57,24 @@ def test_labels_become_keys_and_types_are_coerced(rules, tz):
     assert out["invalid_fields"] == [] and out["held"] is None
 
 
+def test_a_forms_own_option_texts_map_through_value_maps(rules, tz):
+    """Option labels of a provider's own form: matched ignoring case and spacing, per
+    source over the deployment's, "n/a" as no answer; the taxonomy's own still work."""
+    maps = {"potential_harm": {"3 - Serious": "severe", "n/a": None},
+            "contributing_factors": {"Shift handover": "handover", "Not sure": None}}
+    rows = responses(
+        {"How bad could it have been?": "3  -  SERIOUS",
+         "What contributed? (tick all that apply)": "shift handover, Not sure, Staffing levels"},
+        {"How bad could it have been?": "N/A"},
+        {"How bad could it have been?": "Low", "_source": "m"},
+        {"How bad could it have been?": "3 - Serious", "_source": "m"})
+    out = n.map_answers(rows, {"g": MAPPING, "m": MAPPING}, rules, tz,
+                        value_maps={"g": maps, "m": {"potential_harm": {
+                            "3 - serious": "moderate"}}}).responses
+    assert out["potential_harm"].tolist() == ["severe", None, "low", "moderate"]
+    assert out["contributing_factors"].iloc[0] == ["handover", "staffing"]
+
+
 def test_microsoft_multiselect_and_unknown_choice_kept_as_typed(rules, tz):
     out = mapped(rules, tz, {"What contributed? (tick all that apply)": "Equipment;Handover;",
                              "What kind of near miss was it?": "Paperwork"}).iloc[0]
