@@ -55,7 +55,7 @@ class _Check:
     set_name: str | None = None
 
 
-def _describe_condition(rules: Rules, cond: Condition) -> str:
+def describe_condition(rules: Rules, cond: Condition) -> str:
     labels = " or ".join(rules.label(f) for f in cond.fields)
     if cond.operator == "equals":
         return f"{labels} is {cond.equals}"
@@ -86,7 +86,7 @@ def _plan(rules: Rules) -> list[_Check]:
         for i, req in enumerate(rules.required):
             if field not in req.fields:
                 continue
-            when = " and ".join(_describe_condition(rules, c) for c in req.when)
+            when = " and ".join(describe_condition(rules, c) for c in req.when)
             scope = f" when {when}" if when else ""
             plan.append(_Check("required", field, label, f"__given__{field}",
                                f"{label}: required{scope} ({req.name})", i, req.name))

@@ -7,6 +7,7 @@ commands that use the secret (see `load_config`'s `check_credentials`).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -402,8 +403,11 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
     ]:
         for question, field in mapping.items():
             if field not in known:
-                out.append((f"{where}.{question}", f"unknown field {field!r}: map the question "
-                            "to a field of the rules file, or to `ignore`"))
+                near = difflib.get_close_matches(field, sorted(known), n=1, cutoff=0.6)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                out.append((f"{where}.{question}", f"unknown field {field!r}: {hint}map the "
+                            "question to a field of the rules file (`nearmiss fields` lists "
+                            "them), or to `ignore`"))
     for where, maps in [("value_maps", settings.value_maps)] + [
         (f"sources.{i}.value_maps", s.value_maps) for i, s in enumerate(settings.sources)
     ]:

@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
                        description="Load the config and rules files, report every mistake, "
                                    "and list the data-quality checks and triage rules.")
 
+    p = sub.add_parser("fields", help="every report field: label, values, when required",
+                       description="List the rules' report fields with their labels, allowed "
+                                   "values, the sets that require them, and the questions and "
+                                   "value maps of this config that fill them.")
+
     p = sub.add_parser("explain", help="the audit trail of a report, pattern or action",
                        description="Print every decision and manager change recorded for "
                                    "one id, oldest first.")
@@ -286,6 +291,33 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fields(args: argparse.Namespace) -> int:
+    from checks.quality import describe_condition
+
+    config = load_config(args.config, check_credentials=False)
+    rules, settings = config.rules, config.settings
+    questions: dict[str, list[str]] = {}
+    for src in settings.sources:
+        for question, field in settings.mapping_for(src).items():
+            where = questions.setdefault(field, [])
+            if repr(question) not in where:
+                where.append(repr(question))
+    for name, spec in rules.fields.items():
+        print(f"{name}: {spec.label} ({spec.type})")
+        if choices := rules.choices(name):
+            print("  values: " + ", ".join(f"{k} ({v})" for k, v in choices.items()))
+        for req in rules.required:
+            if name in req.fields:
+                when = " and ".join(describe_condition(rules, c) for c in req.when)
+                print(f"  required ({req.name}): {'when ' + when if when else 'always'}")
+        if name in questions:
+            print("  from: " + ", ".join(questions[name]))
+        for src in settings.sources:
+            for text, value in settings.value_maps_for(src).get(name, {}).items():
+                print(f"  value map ({src.name}): {text!r} -> {value or 'no answer'}")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from connectors.store import Store
 
@@ -417,6 +449,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check": cmd_check, "explain": cmd_explain,
+            "fields": cmd_fields,
             "doctor": cmd_doctor, "auth": cmd_auth, "migrate": cmd_migrate,
             "store": cmd_store, "release": cmd_release}
 

@@ -58,7 +58,9 @@ def test_mapping_to_an_unknown_field_and_role_without_address(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, data))
     text = "\n".join(err.value.lines())
-    assert "mapping.What happened?: unknown field 'descripton'" in text
+    assert ("mapping.What happened?: unknown field 'descripton': did you mean 'description'? "
+            "map the question to a field of the rules file (`nearmiss fields` lists them)"
+            ) in text
     assert "roles.safeguarding_lead" in text
 
 

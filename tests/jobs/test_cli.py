@@ -21,7 +21,8 @@ def nearmiss(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["check"], ["explain"],
+@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["check"], ["explain"], ["fields"],
+                                     ["release"],
                                      ["doctor"], ["auth"]])
 def test_help_on_everything(command, capsys):
     with pytest.raises(SystemExit) as done:
@@ -93,6 +94,20 @@ def test_options_after_the_command_ids_however_typed_and_the_version(tmp_path, c
         main(["--version"])
     assert done.value.code == 0
     assert re.fullmatch(r"nearmiss \S+\n", capsys.readouterr().out)
+
+
+def test_fields_lists_labels_values_when_required_and_what_fills_them(tmp_path, capsys):
+    dep = Deployment(tmp_path)
+    dep.data["value_maps"] = {"potential_harm": {"3 - Serious": "severe", "n/a": None}}
+    assert main(["fields", "--config", str(dep.config().path)]) == 0
+    out = capsys.readouterr().out
+    assert "medication_name: medication name (text)\n  required (medication): when category " \
+           "is medication\n" in out
+    assert "  required (minimum dataset): always\n" in out
+    assert "  values: none (No harm likely), low (Low), moderate (Moderate)" in out
+    assert "  value map (google-form): '3 - Serious' -> severe\n" in out
+    assert "  value map (google-form): 'n/a' -> no answer\n" in out
+    assert "  from: 'What kind of near miss was it?'" in out
 
 
 def test_the_run_line_says_how_many_runs_the_email_backlog_needs(tmp_path, capsys):
