@@ -119,11 +119,19 @@ class StoreSettings(_Strict):
 
 # field -> the form's option text -> the taxonomy value it means (null: no answer)
 ValueMaps = dict[str, dict[str, str | None]]
+# question (title or id) -> the field its answer fills, or several ("what did you do and who
+# reviewed it" fills both), or `ignore`
+Mapping = dict[str, str | list[str]]
+
+
+def fields_of(target: str | list[str]) -> list[str]:
+    """The fields one mapping entry fills."""
+    return [target] if isinstance(target, str) else list(target)
 
 
 class _Source(_Strict):
     name: str
-    mapping: dict[str, str] = {}
+    mapping: Mapping = {}
     value_maps: ValueMaps = {}  # this form's own option texts, over the deployment's
 
 
@@ -258,7 +266,7 @@ class Settings(_Strict):
     rules: RelPath | None = None  # bundled default rules when not given
     store: StoreSettings = {}  # type: ignore[assignment]  # validated, paths resolved
     sources: list[Source] = Field(min_length=1)
-    mapping: dict[str, str] = {}
+    mapping: Mapping = {}
     value_maps: ValueMaps = {}  # option texts the taxonomy's labels do not match
     tracker: Tracker
     mail: MailSettings
@@ -279,7 +287,7 @@ class Settings(_Strict):
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def mapping_for(self, source: _Source) -> dict[str, str]:
+    def mapping_for(self, source: _Source) -> Mapping:
         return {**self.mapping, **source.mapping}
 
     def value_maps_for(self, source: _Source) -> ValueMaps:
@@ -401,8 +409,13 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
     for where, mapping in [("mapping", settings.mapping)] + [
         (f"sources.{i}.mapping", s.mapping) for i, s in enumerate(settings.sources)
     ]:
-        for question, field in mapping.items():
-            if field not in known:
+        for question, target in mapping.items():
+            if isinstance(target, list) and ("ignore" in target or not target):
+                out.append((f"{where}.{question}", "a list of fields fills each of them: "
+                            "give one or more fields, without `ignore`"))
+            for field in fields_of(target):
+                if field in known:
+                    continue
                 near = difflib.get_close_matches(field, sorted(known), n=1, cutoff=0.6)
                 hint = f"did you mean {near[0]!r}? " if near else ""
                 out.append((f"{where}.{question}", f"unknown field {field!r}: {hint}map the "

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from config.settings import Config, ConfigError, load_config
+from config.settings import Config, ConfigError, fields_of, load_config
 from domain.ids import canonical_id
 
 if TYPE_CHECKING:  # imported by the commands that run it, so `--help` stays quick
@@ -298,10 +298,11 @@ def cmd_fields(args: argparse.Namespace) -> int:
     rules, settings = config.rules, config.settings
     questions: dict[str, list[str]] = {}
     for src in settings.sources:
-        for question, field in settings.mapping_for(src).items():
-            where = questions.setdefault(field, [])
-            if repr(question) not in where:
-                where.append(repr(question))
+        for question, target in settings.mapping_for(src).items():
+            for field in fields_of(target):
+                where = questions.setdefault(field, [])
+                if repr(question) not in where:
+                    where.append(repr(question))
     for name, spec in rules.fields.items():
         print(f"{name}: {spec.label} ({spec.type})")
         if choices := rules.choices(name):

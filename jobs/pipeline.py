@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from checks.quality import check_reports
-from config.settings import Config
+from config.settings import Config, fields_of
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
 from connectors.store import OutboxItem, SourceMemory, Store
@@ -463,7 +463,8 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
     """Render and queue what the loop owes. Reporters' messages carry no person-served
     reference of any report: the view's nor the held reports'."""
     s, store = r.config.settings, r.c.store
-    reference_question = next((q for q, f in s.mapping.items() if f == "report_reference"),
+    reference_question = next((q for q, f in s.mapping.items()
+                               if "report_reference" in fields_of(f)),
                               "earlier report reference")
     on_hold = store.held_requests()
     released = {k for k, v in on_hold.items() if v.get("released")}

@@ -109,7 +109,8 @@ def _split_multi(value: Any, lookup: dict[str, str | None]) -> list[str] | None:
     return seen or None
 
 
-def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], rules: Rules,
+def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str | list[str]]],
+                rules: Rules,
                 tz: ZoneInfo, dayfirst: bool = True,
                 value_maps: dict[str, dict[str, dict[str, str | None]]] | None = None
                 ) -> Mapped:
@@ -117,7 +118,7 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
 
     `responses` is the store's latest version of each response (source, response_id,
     version, submitted_at, first_submitted_at, payload); `mappings` is per source name,
-    question title or id -> field (or "ignore"); `value_maps` per source name, field ->
+    question title or id -> field, fields, or "ignore"; `value_maps` per source name, field ->
     option text -> taxonomy value (None: no answer), for the form's own option labels. A
     label or value of the taxonomy is understood without one; all match ignoring case and
     repeated spaces.
@@ -137,14 +138,17 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str]], ru
         unknown: list[str] = []
         for question, answer in (payload.get("answers") or {}).items():
             title = titles.get(question)
-            field = lookup.get(question_key(question)) or (
+            target = lookup.get(question_key(question)) or (
                 lookup.get(question_key(title)) if title else None)
-            if field is None:
+            if target is None:
                 name = f"{title} ({question})" if title else question
                 unmapped[(source, name)] = unmapped.get((source, name), 0) + 1
                 unknown.append(name)
-            elif field != "ignore" and row.get(field) in (None, ""):
-                row[field] = answer
+                continue
+            # One question may fill several fields ("what did you do, and who reviewed it")
+            for field in [target] if isinstance(target, str) else target:
+                if field != "ignore" and row.get(field) in (None, ""):
+                    row[field] = answer
         notes += payload.get("notes") or []
         if payload.get("unreadable_timestamp") is not None and not any(
                 n.startswith("invalid: Submitted") for n in notes):  # stored without a note

@@ -64,6 +64,21 @@ def test_mapping_to_an_unknown_field_and_role_without_address(tmp_path):
     assert "roles.safeguarding_lead" in text
 
 
+def test_a_question_may_fill_several_fields_but_not_ignore(tmp_path):
+    data = demo_data()
+    data["mapping"]["What did you do straight away to keep people safe?"] = [
+        "immediate_action", "staff_involvd"]
+    data["mapping"]["What happened?"] = ["description", "ignore"]
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, data))
+    problems = err.value.problems
+    assert ("mapping.What did you do straight away to keep people safe?",
+            "unknown field 'staff_involvd': did you mean 'staff_involved'? map the question to "
+            "a field of the rules file (`nearmiss fields` lists them), or to `ignore`"
+            ) in problems
+    assert any(k == "mapping.What happened?" and "without `ignore`" in m for k, m in problems)
+
+
 def test_value_maps_name_fields_and_values_the_rules_do_not_have(tmp_path):
     data = demo_data()
     data["value_maps"] = {"potential_harm": {"3 - Serious": "serious", "n/a": None,

@@ -75,6 +75,16 @@ def test_a_forms_own_option_texts_map_through_value_maps(rules, tz):
     assert out["contributing_factors"].iloc[0] == ["handover", "staffing"]
 
 
+def test_one_question_can_fill_several_fields(rules, tz):
+    mapping = {**MAPPING, "What did you do straight away, and who reviewed it?": [
+        "immediate_action", "staff_involved"]}
+    out = n.map_answers(responses(
+        {"What did you do straight away, and who reviewed it?": "Held the dose; the nurse",
+         "_source": "g"}), {"g": mapping}, rules, tz).responses.iloc[0]
+    assert out["immediate_action"] == out["staff_involved"] == "Held the dose; the nurse"
+    assert out["held"] is None
+
+
 def test_microsoft_multiselect_and_unknown_choice_kept_as_typed(rules, tz):
     out = mapped(rules, tz, {"What contributed? (tick all that apply)": "Equipment;Handover;",
                              "What kind of near miss was it?": "Paperwork"}).iloc[0]
