@@ -282,6 +282,13 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"{len(rules.repeats)} repeat rules")
     for key, message in credential_problems(config.settings):
         print(f"  note: {key}: {message} (`nearmiss run` needs it; checking does not)")
+    for src in config.settings.sources:
+        if not any("report_reference" in fields_of(f)
+                   for f in config.settings.mapping_for(src).values()):
+            print(f"  note: {src.name}: no question maps to report_reference, so a follow-up "
+                  "cannot name its report: requests for missing items ask reporters to "
+                  + ("reply by email" if config.settings.mail.reply_to else
+                     "give the items to their manager (set mail.reply_to to take replies)"))
     from checks.quality import suite_description
 
     for line in suite_description(rules):

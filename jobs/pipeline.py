@@ -463,16 +463,18 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
     """Render and queue what the loop owes. Reporters' messages carry no person-served
     reference of any report: the view's nor the held reports'."""
     s, store = r.config.settings, r.c.store
-    reference_question = next((q for q, f in s.mapping.items()
-                               if "report_reference" in fields_of(f)),
-                              "earlier report reference")
+    # The question a follow-up quotes the report's id in, by its title on each form.
+    asks = {src.name: next((q for q, f in s.mapping_for(src).items()
+                            if "report_reference" in fields_of(f)), None) for src in s.sources}
+    reference_questions = {name: store.source_memory(name).questions.get(q, q) if q else None
+                           for name, q in asks.items()}
     on_hold = store.held_requests()
     released = {k for k, v in on_hold.items() if v.get("released")}
     owed = owed_messages(
         view, r.config.rules, roles=s.roles, queued=store.outbox_keys(), now=r.now, tz=r.tz,
         recent_days=s.mail.recent_days, actions=actions, patterns=patterns,
         briefs=[b.model_dump() for b in s.mail.learning_briefs],
-        reference_question=reference_question,
+        reference_questions=reference_questions, reply=s.mail.reply_to is not None,
         person_refs=held.get("person_ref", ()),
         released=[on_hold[k]["report"] for k in released])
     brake, mass = s.mail.hold_requests, {}

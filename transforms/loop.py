@@ -104,9 +104,10 @@ def owed_messages(
     actions: pd.DataFrame | None = None,
     patterns: pd.DataFrame | None = None,
     briefs: list[dict[str, Any]] | None = None,
-    reference_question: str = "earlier report reference",
+    reference_questions: dict[str, str | None] | None = None,
     person_refs: Iterable[Any] = (),
     released: Iterable[str] = (),
+    reply: bool = False,
 ) -> list[Owed]:
     """Every message owed now whose key is not already queued.
 
@@ -115,7 +116,10 @@ def owed_messages(
     Reports submitted more than `recent_days` ago get no acknowledgement, request or alert,
     and patterns whose latest report occurred that long ago no alert: connecting a form
     with a long history must not email everyone about old reports.
-    `person_refs`: references of reports not in `reports` (held ones), kept out of
+    `reference_questions`: per source, the title of the question a follow-up quotes a
+    report's id in (None: the form has none, and the request says what else to do).
+    `reply`: replies to the loop's emails reach a person. `person_refs`: references of
+    reports not in `reports` (held ones), kept out of
     reporters' messages like the rest. `released`: reports whose held requests a person
     released: they are owed whatever their age.
     """
@@ -155,7 +159,8 @@ def owed_messages(
                 lambda row=row, wanted=wanted: {
                     "report": report_context(row, rules, tz),
                     "missing": [rules.label(f) for f in wanted if f in rules.fields],
-                    "reference_question": reference_question}, tuple(wanted))
+                    "reference_question": (reference_questions or {}).get(row.get("source")),
+                    "reply": reply}, tuple(wanted))
 
     for _, row in reports[recent].iterrows():
         rid = row["report_id"]

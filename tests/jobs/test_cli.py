@@ -96,6 +96,22 @@ def test_options_after_the_command_ids_however_typed_and_the_version(tmp_path, c
     assert re.fullmatch(r"nearmiss \S+\n", capsys.readouterr().out)
 
 
+def test_check_notes_a_form_without_a_reference_question(tmp_path, capsys):
+    dep = Deployment(tmp_path)
+    config = str(dep.config().path)
+    assert main(["check", "--config", config]) == 0
+    assert "no question maps to report_reference" not in capsys.readouterr().out
+    dep.data["mapping"] = {q: f for q, f in dep.data["mapping"].items()
+                           if f != "report_reference"}
+    assert main(["check", "--config", str(dep.config().path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: google-form: no question maps to report_reference" in out
+    assert "ask reporters to reply by email" in out  # the demo has a reply-to address
+    dep.data["mail"].pop("reply_to", None)
+    assert main(["check", "--config", str(dep.config().path)]) == 0
+    assert "give the items to their manager (set mail.reply_to" in capsys.readouterr().out
+
+
 def test_fields_lists_labels_values_when_required_and_what_fills_them(tmp_path, capsys):
     dep = Deployment(tmp_path)
     dep.data["value_maps"] = {"potential_harm": {"3 - Serious": "severe", "n/a": None}}

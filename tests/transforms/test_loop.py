@@ -50,6 +50,23 @@ def test_missing_items_asked_once_per_distinct_set(rules, tz):
     assert next(k for k in second if k.startswith("missing:")) != key
 
 
+@pytest.mark.parametrize("questions, reply, says, never", [
+    ({"g": "Earlier report? Its reference"}, False,
+     'put NM-000001 in the question "Earlier report? Its reference"', "reply"),
+    ({"g": None}, True, "Please reply to this email with these items.", "the question"),
+    ({}, False, "Please give these items to your manager, quoting NM-000001.", "the question"),
+])
+def test_a_request_names_only_ways_this_deployment_has(rules, tz, questions, reply, says,
+                                                       never):
+    out = owed(view({"missing": ["medication_name"], "source": "g"}), rules, tz,
+               reference_questions=questions, reply=reply)
+    request = next(o for k, o in out.items() if k.startswith("missing:"))
+    _, text, html = Renderer().render("missing_info", {
+        "provider": "Oakfield", "tracker": "", **request.context})
+    assert says in " ".join(text.split()) and never not in text
+    assert says.split(" NM")[0].split('"')[0] in html
+
+
 def test_alerts_go_to_the_roles_the_rules_name(rules, tz):
     out = owed(view({"alert_roles": ["safeguarding_lead", "registered_manager"],
                      "pathway": "safeguarding_review", "notification_risk": True,
