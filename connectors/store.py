@@ -856,6 +856,13 @@ class Store:
                 conn.execute(entity_state.delete().where(
                     entity_state.c.kind == "held request", entity_state.c.entity_id.in_(keys)))
 
+    def digested_alerts(self) -> set[str]:
+        """Keys of alerts sent inside a digest: queued, as far as owing them goes."""
+        return set(self._state("digested alert"))
+
+    def add_digested_alerts(self, covered: Mapping[str, str], now: datetime) -> None:
+        self._save_state("digested alert", {k: {"digest": d} for k, d in covered.items()}, now)
+
     def _values(self) -> dict[str, Any]:
         return {k: v.get("value") for k, v in self._state("value").items()}
 

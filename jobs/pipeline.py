@@ -45,7 +45,13 @@ from transforms.audit import (
     question_events,
 )
 from transforms.horizon import next_change
-from transforms.loop import Owed, hold_mass_requests, loop_status, owed_messages
+from transforms.loop import (
+    Owed,
+    digest_alerts,
+    hold_mass_requests,
+    loop_status,
+    owed_messages,
+)
 from transforms.tracker import (
     ACTIONS,
     DATA_QUALITY,
@@ -471,7 +477,8 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
     on_hold = store.held_requests()
     released = {k for k, v in on_hold.items() if v.get("released")}
     owed = owed_messages(
-        view, r.config.rules, roles=s.roles, queued=store.outbox_keys(), now=r.now, tz=r.tz,
+        view, r.config.rules, roles=s.roles, queued=store.outbox_keys() | store.digested_alerts(),
+        now=r.now, tz=r.tz,
         recent_days=s.mail.recent_days, actions=actions, patterns=patterns,
         briefs=[b.model_dump() for b in s.mail.learning_briefs],
         reference_questions=reference_questions, reply=s.mail.reply_to is not None,
@@ -483,6 +490,8 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
             owed, r.summary.new_responses + r.summary.new_versions, above=brake.above,
             share=brake.share, at_least=brake.at_least, released=released)
     hold_requests(r, on_hold, mass, {o.key for o in owed})
+    owed, covered = digest_alerts(owed, s.mail.digest_alerts_above)
+    store.add_digested_alerts(covered, r.now)
     common = {"provider": s.provider, "tracker": r.c.tracker_location}
     items = []
     for o in owed:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -43,6 +43,7 @@ def _digest(items: list[str]) -> str:
 
 # Kinds a reporter or a team receives: no person-served reference may reach them.
 REPORTER_KINDS = frozenset({"acknowledgement", "missing_info", "outcome", "learning_brief"})
+ALERT_KINDS = ("alert_pathway", "alert_notification", "alert_pattern")
 
 
 def known_references(reports: pd.DataFrame, rules: Rules, patterns: pd.DataFrame | None = None,
@@ -230,6 +231,37 @@ def owed_messages(
                     for o in _learning_brief(brief, reports, actions, patterns, rules, today,
                                              tz, queued))
     return owed
+
+
+def digest_alerts(owed: list[Owed], above: int) -> tuple[list[Owed], dict[str, str]]:
+    """A recipient owed more than `above` alerts in one run gets them as one digest (a form
+    just connected, or a busy day, must not bury a lead in separate emails). Alerts keep
+    their other recipients. Returns what to queue, and each digested alert's key -> the
+    key of the digest that carried it (so no later run owes it again)."""
+    per: dict[str, list[Owed]] = {}
+    for o in owed:
+        if o.kind in ALERT_KINDS:
+            for address in o.recipients:
+                per.setdefault(address, []).append(o)
+    digested = {a for a, alerts in per.items() if len(alerts) > above}
+    if not digested:
+        return owed, {}
+    out: list[Owed] = []
+    for o in owed:
+        if o.kind in ALERT_KINDS and digested & set(o.recipients):
+            direct = [a for a in o.recipients if a not in digested]
+            if direct:
+                out.append(replace(o, recipients=direct))
+        else:
+            out.append(o)
+    covered: dict[str, str] = {}
+    for address in sorted(digested):
+        alerts = per[address]
+        key = f"digest:{address}:{_digest([o.key for o in alerts])}"
+        out.append(Owed(key, "alert_digest", "digest", [address],
+                        {"alerts": [{"kind": o.kind, **o.context} for o in alerts]}))
+        covered.update((o.key, key) for o in alerts)
+    return out, covered
 
 
 def hold_mass_requests(owed: list[Owed], new_responses: int, *, above: int, share: float,

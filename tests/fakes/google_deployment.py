@@ -47,9 +47,10 @@ class GoogleDeployment:
                             "form_id": self.form_id}]
         data["mail"]["recent_days"] = 3650
         data["mail"]["learning_briefs"] = []
-        # Generated histories are many reports at once, a share of them incomplete: sent,
-        # not held as a mapping problem (tests/jobs/test_closed_loop.py holds them).
+        # Generated histories are many reports at once, a share of them incomplete: each
+        # email sent as itself, not held or digested (tests/jobs/test_closed_loop.py).
         data["mail"]["hold_requests"] = None
+        data["mail"]["digest_alerts_above"] = 100_000
         data["google"] = {"auth": "service_account", "key_file_env": KEY_ENV}
         self.data = data
         self.clients = fake_clients(server)
