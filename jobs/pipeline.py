@@ -240,6 +240,9 @@ def capture(r: Run) -> None:
 
 # -- 2. anything new? -----------------------------------------------------------------------
 
+# More new responses than this in one run is a form's history coming in, not a busy day.
+HISTORY_RUN = 30
+
 # What a run that recomputes nothing says of the reports: the figures of the run it repeats.
 RESTORED = ("reports", "incomplete", "held", "patterns_open", "unmapped", "warnings")
 
@@ -490,7 +493,9 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
             owed, r.summary.new_responses + r.summary.new_versions, above=brake.above,
             share=brake.share, at_least=brake.at_least, released=released)
     hold_requests(r, on_hold, mass, {o.key for o in owed})
-    owed, covered = digest_alerts(owed, s.mail.digest_alerts_above)
+    # A run that brings in a form's history owes old news: any second alert is digested.
+    history = r.summary.new_responses > HISTORY_RUN
+    owed, covered = digest_alerts(owed, 1 if history else s.mail.digest_alerts_above)
     store.add_digested_alerts(covered, r.now)
     common = {"provider": s.provider, "tracker": r.c.tracker_location}
     items = []

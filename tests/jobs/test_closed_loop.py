@@ -2,6 +2,7 @@
 
 from email.message import EmailMessage
 
+import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
@@ -224,3 +225,27 @@ def test_a_run_that_would_ask_many_reporters_the_same_holds_the_requests(tmp_pat
                        medication_name=None)
     assert not dep.run(now="2026-11-23 11:00").failures
     assert to_reporters(smtp.messages[sent + 12:]) == ["ack"] * 3 + ["missing"] * 3
+
+
+def test_a_first_run_over_a_long_history_sends_each_lead_at_most_one_alert(tmp_path, smtp):
+    dep = Deployment(tmp_path)
+    dep.data["mail"]["transport"] = {"kind": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                                     "security": "none", "timeout_seconds": 5}
+    dep.data["mail"]["recent_days"] = 14
+    dep.data["mail"]["hold_requests"] = None  # their missing items are asked for, not held
+    start = pd.Timestamp("2026-10-01 10:00", tz="UTC")
+    for day in range(40):  # six weeks of escalations, safeguarding and repeats
+        dep.add_google(start + pd.Timedelta(days=day, hours=day % 5),
+                       email=f"staff{day}@example.org",
+                       category="Safeguarding" if day % 2 else "Escalation / deterioration",
+                       potential_harm="Severe")
+    dep.run(now="2026-11-23 09:00")
+    leads = set().union(*dep.data["roles"].values())
+    alerts = [m for m in smtp.messages if str(m["X-Nearmiss-Key"]).split(":")[0]
+              in ("alert", "notify", "pattern", "digest")]
+    per_lead = {lead: sum(lead in str(m["To"]) for m in alerts) for lead in leads}
+    assert max(per_lead.values()) == 1 and sum(per_lead.values()) >= 3
+    assert any(str(m["X-Nearmiss-Key"]).startswith("digest:") for m in alerts)
+    sent = len(smtp.messages)
+    dep.run(now="2026-11-23 09:15")
+    assert len(smtp.messages) == sent  # nothing owed twice

@@ -5,7 +5,7 @@ import pytest
 
 from connectors.templates import Renderer
 from tests.transforms.person_refs import readable
-from transforms.loop import Owed, hold_mass_requests, owed_messages
+from transforms.loop import Owed, digest_alerts, hold_mass_requests, owed_messages
 
 NOW = pd.Timestamp("2026-11-23 09:00", tz="UTC")
 ROLES = {"safeguarding_lead": ["sg@care.example"], "registered_manager": ["rm@care.example"],
@@ -222,3 +222,26 @@ def test_requests_for_one_item_to_many_reporters_are_held(asked, new, held):
     free, mass = hold_mass_requests(owed, new, above=10, share=0.3, at_least=5,
                                     released={o.key for o in owed})
     assert mass == {} and len(free) == asked + 2
+
+
+def test_more_than_a_handful_of_alerts_to_one_person_come_as_one_digest():
+    def alert(n: int, *to: str) -> Owed:
+        return Owed(f"alert:NM-{n:06d}:clinical_review", "alert_pathway", f"NM-{n:06d}",
+                    list(to), {"report": {"id": f"NM-{n:06d}"}})
+
+    owed = [alert(1, "cl@x.org", "rm@x.org"), *(alert(n, "cl@x.org") for n in range(2, 5)),
+            alert(5, "sg@x.org"), Owed("ack:NM-000001", "acknowledgement", "NM-000001",
+                                       ["kim@x.org"], {})]
+    out, covered = digest_alerts(owed, above=3)
+    by_key = {o.key: o for o in out}
+    digest = next(o for o in out if o.kind == "alert_digest")
+    assert digest.recipients == ["cl@x.org"] and len(digest.context["alerts"]) == 4
+    assert by_key["alert:NM-000001:clinical_review"].recipients == ["rm@x.org"]  # still his
+    assert "alert:NM-000002:clinical_review" not in by_key
+    assert by_key["alert:NM-000005:clinical_review"].recipients == ["sg@x.org"]
+    assert "ack:NM-000001" in by_key
+    assert set(covered) == {f"alert:NM-{n:06d}:clinical_review" for n in range(1, 5)}
+    assert set(covered.values()) == {digest.key}
+    assert digest_alerts(owed[:3], above=3) == (owed[:3], {})
+    # The same alerts digest under the same key: a retried run queues it once.
+    assert digest_alerts(owed, above=3)[0][-1].key == digest.key
