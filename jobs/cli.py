@@ -94,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
                        description="Load the config and rules files, report every mistake, "
                                    "and list the data-quality checks and triage rules.")
 
+    p = sub.add_parser("preview", help="the loop on a scratch copy: sends and writes nothing",
+                       description="Run the whole loop on a scratch copy of the store, "
+                                   "sending no email and writing no tracker, and show what it "
+                                   "would do: reports by status, what incomplete ones lack, "
+                                   "pathways, patterns, and one of each email.")
+    p.add_argument("--now", help="preview as of this ISO time; default: now")
+
     p = sub.add_parser("fields", help="every report field: label, values, when required",
                        description="List the rules' report fields with their labels, allowed "
                                    "values, the sets that require them, and the questions and "
@@ -298,6 +305,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from jobs.preview import preview, report_lines
+
+    config = load_config(args.config)
+    with tempfile.TemporaryDirectory(prefix="nearmiss-preview-") as scratch:
+        result = preview(config, Path(scratch), now=_now(args.now))
+        try:
+            for line in report_lines(result, config):
+                print(line)
+        finally:
+            result.store.close()
+    return 0
+
+
 def cmd_fields(args: argparse.Namespace) -> int:
     from checks.quality import describe_condition
 
@@ -457,7 +480,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check": cmd_check, "explain": cmd_explain,
-            "fields": cmd_fields,
+            "fields": cmd_fields, "preview": cmd_preview,
             "doctor": cmd_doctor, "auth": cmd_auth, "migrate": cmd_migrate,
             "store": cmd_store, "release": cmd_release}
 

@@ -114,14 +114,15 @@ def connector(config: Config, part: BaseModel, google: Any = None) -> Any:
     return CONNECTORS[type(part)](part, config.settings, lambda: _google(config, google))
 
 
-def build(config: Config, google: Any = None) -> Connectors:
-    """The connectors of `config`; `google` as for `connector`."""
+def build(config: Config, google: Any = None, store: Store | None = None) -> Connectors:
+    """The connectors of `config`; `google` as for `connector`; `store` instead of the
+    configured one (a preview's scratch copy)."""
     s = config.settings
     sources = [connector(config, src, google) for src in s.sources]
     tracker = connector(config, s.tracker, google)
     transport = connector(config, s.mail.transport, google)
     # the store last: a config whose connectors cannot be built leaves it untouched
-    return Connectors(store=Store.open(s.store), sources=sources, tracker=tracker,
+    return Connectors(store=store or Store.open(s.store), sources=sources, tracker=tracker,
                       transport=transport, renderer=Renderer(s.mail.templates),
                       tracker_location=_tracker_location(s.tracker))
 
