@@ -94,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
                        description="Load the config and rules files, report every mistake, "
                                    "and list the data-quality checks and triage rules.")
 
+    p = sub.add_parser("init", help="a starter config for your own form's export",
+                       description="Read a form's export (a Google Forms .csv download or a "
+                                   "Microsoft Forms .xlsx workbook) and write a starter config: "
+                                   "each question mapped to its likeliest field and each option "
+                                   "text to its likeliest value, the unsure ones marked DECIDE.")
+    p.add_argument("--from", dest="export", type=Path, required=True, metavar="EXPORT",
+                   help="the form's export file")
+    p.add_argument("--out", type=Path, default=Path(DEFAULT_CONFIG),
+                   help="the config to write (default: ./nearmiss.yaml)")
+    p.add_argument("--timezone", default="Europe/London",
+                   help="the deployment's IANA time zone (default: Europe/London)")
+    p.add_argument("--provider", default="our service", help="the provider's name for emails")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+
     p = sub.add_parser("preview", help="the loop on a scratch copy: sends and writes nothing",
                        description="Run the whole loop on a scratch copy of the store, "
                                    "sending no email and writing no tracker, and show what it "
@@ -305,6 +319,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from config.settings import load_rules
+    from jobs.init import write_starter
+
+    fields, values = write_starter(args.export, args.out, load_rules(), tz=args.timezone,
+                                   provider=args.provider, force=args.force)
+    unsure = [g for g in fields if not g.sure] + [g for gs in values.values() for g in gs
+                                                  if not g.sure]
+    print(f"nearmiss: wrote {args.out}: {len(fields)} questions "
+          f"({sum(g.sure for g in fields)} mapped), value maps for {len(values)} fields; "
+          f"{len(unsure)} line(s) marked DECIDE need a person, then `nearmiss check`")
+    return 0
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -480,7 +508,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check": cmd_check, "explain": cmd_explain,
-            "fields": cmd_fields, "preview": cmd_preview,
+            "fields": cmd_fields, "preview": cmd_preview, "init": cmd_init,
             "doctor": cmd_doctor, "auth": cmd_auth, "migrate": cmd_migrate,
             "store": cmd_store, "release": cmd_release}
 

@@ -1,0 +1,107 @@
+"""nearmiss init on a provider's own form: other question titles, other option labels, US
+dates. The starter config, once a person settles the lines marked DECIDE, passes check,
+and a run marks no report incomplete or invalid because of a label."""
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from connectors.store import Store
+from jobs.cli import main
+
+# The provider's own wording, and a person's decisions on what init was unsure of.
+HEADER = ["Timestamp", "Email Address", "Type of near miss", "Describe what happened",
+          "What did you do immediately?", "Which home or service?", "Type of setting",
+          "Date and time of the near miss", "Shift", "Resident initials",
+          "How serious could it have been?", "What made it possible?", "Contributing factors",
+          "Stage of work affected", "Staff involved"]
+OPTIONS = {
+    "Type of near miss": ["Medicines", "Travel / transport", "Workflow / scheduling"],
+    "Type of setting": ["Residential home", "Supported living flat", "Community outing"],
+    "Shift": ["Days (08:00-20:00)", "Nights (20:00-08:00)"],
+    "How serious could it have been?": ["1 - Minor", "2 - Moderate", "3 - Serious"],
+    "Contributing factors": ["Handover", "Staff shortage", "Time pressure"],
+    "Stage of work affected": ["Planning / scheduling", "Giving support", "Recording"],
+}
+DECISIONS = {  # text -> what a person writes (a field, a value, or null)
+    "What did you do immediately?": "immediate_action",
+    "Stage of work affected": "workflow_stage",
+    "Medicines": "medication", "Travel / transport": "transport",
+    "Supported living flat": "supported_living",
+    "Days (08:00-20:00)": "early", "Nights (20:00-08:00)": "night",
+    "1 - Minor": "low", "2 - Moderate": "moderate", "3 - Serious": "severe",
+    "Staff shortage": "staffing", "Giving support": "delivery",
+}
+
+
+def write_export(path: Path, n: int = 24) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(HEADER)
+        for i in range(n):
+            day = 2 + i  # November: M/D/YYYY, days past 12 settle the order
+            row = {"Timestamp": f"11/{day}/2026 {9 + i % 8}:15:00",
+                   "Email Address": f"carer{i}@example.org",
+                   "Describe what happened": f"Near miss {i}: caught before harm",
+                   "What did you do immediately?": "Stopped and checked with the nurse",
+                   "Which home or service?": ["Oak House", "Elm Court"][i % 2],
+                   "Date and time of the near miss": f"11/{day}/2026 {1 + i % 8}:05 AM",
+                   "Resident initials": f"R{i:02d}",
+                   "What made it possible?": "Two charts for one person",
+                   "Staff involved": "Two carers"}
+            for title, options in OPTIONS.items():
+                row[title] = options[i % len(options)]
+            row["Contributing factors"] = ", ".join(OPTIONS["Contributing factors"][:1 + i % 3])
+            out.writerow([row[h] for h in HEADER])
+
+
+def decide(text: str) -> str:
+    """A person's pass over the starter config: every DECIDE line settled."""
+    def settle(m: re.Match[str]) -> str:
+        indent, quoted = m.group(1), m.group(2)
+        return f"{indent}{quoted}: {DECISIONS[quoted.strip(chr(34))]}"
+    settled = re.sub(r"^(\s*)# DECIDE (\"[^\"]+\"): .*$", settle, text, flags=re.M)
+    assert "# DECIDE \"" not in settled
+    return settled
+
+
+def test_init_maps_a_providers_own_form_and_its_labels(tmp_path, capsys):
+    (tmp_path / "exports").mkdir()
+    export = tmp_path / "exports" / "our-form.csv"
+    write_export(export)
+    out = tmp_path / "nearmiss.yaml"
+    assert main(["init", "--from", str(export), "--out", str(out),
+                 "--timezone", "America/New_York", "--provider", "Maple Care"]) == 0
+    said = capsys.readouterr().out
+    assert "13 questions (" in said and "line(s) marked DECIDE need a person" in said
+    assert "\"Residential home\":" not in out.read_text()  # the taxonomy reads it as is
+    text = out.read_text()
+    assert "dayfirst: false" in text  # 11/13/2026 cannot be day-first
+    assert '"Type of near miss": category' in text
+    assert '"Date and time of the near miss": occurred_at' in text
+    assert '# DECIDE "3 - Serious": severe' in text  # a guess, left to a person
+    assert main(["init", "--from", str(export), "--out", str(out)]) == 1  # never overwrites
+    assert "exists" in capsys.readouterr().err
+
+    out.write_text(decide(text))
+    assert main(["check", "--config", str(out)]) == 0
+    assert main(["run", "--config", str(out), "--now", "2026-11-27T15:00Z"]) in (0, 1)
+    store = Store.open(tmp_path / "nearmiss.db")
+    decisions = store.decisions()
+    store.close()
+    assert len(decisions) == 24
+    minimum = {"category", "description", "immediate_action", "service", "setting",
+               "occurred_at", "shift", "person_ref", "potential_harm", "conditions",
+               "contributing_factors", "workflow_stage", "staff_involved"}
+    for d in decisions.values():
+        assert d["invalid"] == [] and not minimum & set(d["missing"]), d
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "form.ods"])
+def test_init_refuses_what_is_not_a_form_export(tmp_path, capsys, name):
+    (tmp_path / name).write_text("x")
+    assert main(["init", "--from", str(tmp_path / name), "--out",
+                 str(tmp_path / "n.yaml")]) == 1
+    assert "not a form export" in capsys.readouterr().err
