@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,20 @@ class Doctor:
                              {src.name: self.settings.value_maps_for(src)})
         for note in mapped.column_notes:
             self.warn(what, note.removeprefix(f"{src.name}: "))
+        rules = self.config.rules
+        for field, spec in rules.fields.items():
+            if spec.type not in ("choice", "ordinal", "multi") or field not in mapped.responses:
+                continue
+            known = rules.choices(field)
+            seen = Counter(
+                v for value in mapped.responses[field]
+                for v in (value if isinstance(value, list) else [value])
+                if isinstance(v, str) and v not in known)
+            if seen:
+                texts = ", ".join(f"{t!r} ({n})" for t, n in seen.most_common(5))
+                self.warn(what, f"{sum(seen.values())} answer(s) to {rules.label(field)!r} match "
+                                f"no value: {texts}{' ...' if len(seen) > 5 else ''}; map them "
+                                f"under value_maps.{field} (`nearmiss fields` lists the values)")
 
     # -- tracker (each check returns its "ok" detail or raises _Failed: see CHECKS) ----------
 

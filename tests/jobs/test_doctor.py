@@ -101,6 +101,20 @@ def test_unmapped_questions_are_a_warning(tmp_path):
             "them are held until mapped): 'Was anyone else nearby?'") in lines
 
 
+def test_option_texts_no_value_covers_are_a_warning_naming_the_fix(tmp_path):
+    dep = Deployment(tmp_path)
+    for shift in ("Nights (20:00-08:00)", "Nights (20:00-08:00)", "Late (2pm-10pm)"):
+        dep.add_google("2026-11-20 10:00", shift=shift)
+    problems, lines = run_doctor(dep.config())
+    assert problems == []
+    assert ("warn: source google-form: 2 answer(s) to 'shift' match no value: "
+            "'Nights (20:00-08:00)' (2); map them under value_maps.shift (`nearmiss fields` "
+            "lists the values)") in lines
+    dep.data["value_maps"] = {"shift": {"Nights (20:00-08:00)": "night"}}
+    problems, lines = run_doctor(dep.config())
+    assert not any("match no value" in line for line in lines)
+
+
 def test_smtp_connects_logs_in_and_quits(tmp_path, monkeypatch):
     monkeypatch.setenv("NEARMISS_TEST_SMTP", "right")
     with SmtpServer(username="loop", password="right") as server:
