@@ -32,6 +32,7 @@ from connectors.mail import build_message
 from connectors.store import OutboxItem, SourceMemory, Store
 from domain.ids import action_id, action_number, pattern_id, report_id
 from domain.records import AuditEvent, SheetWrite
+from jobs import progress
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
 from transforms import normalize, repeats
@@ -212,6 +213,7 @@ def capture(r: Run) -> None:
     """Append every source's new responses and edits to the raw table, and name form drift."""
     store = r.c.store
     today = r.now.tz_convert(r.tz).date().isoformat()
+    progress.step(f"reading {len(r.c.sources)} form source(s)")
     for source in r.c.sources:
         memory = store.source_memory(source.name)
         # Once a day read everything: whether the Forms API filters on creation or last
@@ -296,7 +298,9 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     report it quotes), combine responses into reports. Returns (active, held) reports."""
     s, store = r.config.settings, r.c.store
     mappings = {src.name: s.mapping_for(src) for src in s.sources}
-    mapped = normalize.map_answers(store.latest_responses(), mappings, r.config.rules, r.tz,
+    responses = store.latest_responses()
+    progress.step(f"reading {len(responses):,} responses into reports")
+    mapped = normalize.map_answers(responses, mappings, r.config.rules, r.tz,
                                    s.dayfirst, {src.name: s.value_maps_for(src)
                                                 for src in s.sources})
     plan = normalize.plan_links(mapped.responses, store.links())
@@ -337,6 +341,7 @@ def _number(r: Run, responses: pd.DataFrame) -> None:
 
 def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
     rules = r.config.rules
+    progress.step(f"checking and triaging {len(reports):,} reports")
     checked = check_reports(reports, rules, r.now)
     triaged = triage(reports, rules, r.tz)
     view = reports.merge(checked.drop(columns=["report_id"]), left_index=True, right_index=True)
@@ -357,6 +362,7 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
     it this run: writing blind could overwrite what managers typed.
     """
     store = r.c.store
+    progress.step("reading the tracker")
     stored = {spec.title: store.manager_values(spec.title) for spec in SHEETS}
     try:
         tables = r.c.tracker.read(SHEETS)
@@ -407,6 +413,7 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
     """Closed reports, action tracking, and repeat patterns (closures reopen on recurrence)."""
     s, rules, store = r.config.settings, r.config.rules, r.c.store
     today = r.now.tz_convert(r.tz).date()
+    progress.step("finding repeats")
     closure = report_closure(manager[REPORTS.title], view["report_id"], s.dayfirst)
     closures = pattern_closures(manager[PATTERNS.title], manager[ACTIONS.title], r.tz,
                                 s.dayfirst)
@@ -540,7 +547,7 @@ def send_emails(r: Run) -> None:
     if pending:
         try:
             with r.c.transport.connect() as send:
-                for item in pending:
+                for item in progress.bar(pending, len(pending), "sending emails"):
                     message = build_message(item, s.mail.sender, s.mail.reply_to, r.now)
                     try:
                         note = send(message)
@@ -612,6 +619,7 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     """Write changed system cells and new rows of every sheet in one batch, and move rows
     closed long ago to their yearly archive sheet (and reopened ones back)."""
     store, rules, tz = r.c.store, r.config.rules, r.tz
+    progress.step("writing the tracker")
     view = view.join(loop_status(view, store.outbox_frame(), tz))
     manager = {spec.title: store.manager_values(spec.title) for spec in SHEETS}
     writes = list(r.id_writes)

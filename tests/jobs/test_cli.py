@@ -295,3 +295,21 @@ def test_a_reader_that_stops_early_gets_no_error_line(tmp_path):
     proc.stdout.close()  # the reader is gone before the first line is written
     assert proc.wait(timeout=60) == 1
     assert proc.stderr.read() == b""
+
+
+def test_a_run_by_hand_shows_its_steps_and_a_scheduled_one_does_not(tmp_path, capsys,
+                                                                    monkeypatch):
+    dep = Deployment(tmp_path)
+    for day in range(10, 14):
+        dep.add_google(f"2026-11-{day} 10:00")
+    config = str(dep.config().path)
+    assert main(["run", "--config", config, "--now", "2026-11-23T09:00Z"]) == 0
+    assert capsys.readouterr().err == ""  # not a terminal: a log stays clean
+    dep.add_google("2026-11-22 10:00")
+    monkeypatch.setattr("jobs.progress.on_terminal", lambda: True)
+    assert main(["run", "--config", config, "--now", "2026-11-23T10:00Z"]) == 0
+    err = capsys.readouterr().err
+    for step in ("reading 2 form source(s)", "reading 5 responses into reports",
+                 "checking and triaging 5 reports", "reading the tracker", "finding repeats",
+                 "writing the tracker"):
+        assert f"nearmiss: {step}...\n" in err
