@@ -245,8 +245,8 @@ class MailSettings(_Strict):
     recent_days: float = Field(default=14, gt=0)
     learning_briefs: list[TeamBrief] = []
     hold_requests: RequestBrake | None = RequestBrake()  # null: never hold requests
-    # more alerts than this to one person in one run come as one digest
-    digest_alerts_above: int = Field(default=3, ge=1)
+    # more alerts than this to one person in one run come as one digest (null: never)
+    digest_alerts_above: int | None = Field(default=3, ge=1)
 
 
 class GoogleSettings(_Strict):

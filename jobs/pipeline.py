@@ -500,10 +500,11 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
             owed, r.summary.new_responses + r.summary.new_versions, above=brake.above,
             share=brake.share, at_least=brake.at_least, released=released)
     hold_requests(r, on_hold, mass, {o.key for o in owed})
-    # A run that brings in a form's history owes old news: any second alert is digested.
-    history = r.summary.new_responses > HISTORY_RUN
-    owed, covered = digest_alerts(owed, 1 if history else s.mail.digest_alerts_above)
-    store.add_digested_alerts(covered, r.now)
+    if s.mail.digest_alerts_above is not None:
+        # A run that brings in a form's history owes old news: any second alert is digested.
+        history = r.summary.new_responses > HISTORY_RUN
+        owed, covered = digest_alerts(owed, 1 if history else s.mail.digest_alerts_above)
+        store.add_digested_alerts(covered, r.now)
     common = {"provider": s.provider, "tracker": r.c.tracker_location}
     items = []
     for o in owed:

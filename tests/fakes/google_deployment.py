@@ -50,7 +50,7 @@ class GoogleDeployment:
         # Generated histories are many reports at once, a share of them incomplete: each
         # email sent as itself, not held or digested (tests/jobs/test_closed_loop.py).
         data["mail"]["hold_requests"] = None
-        data["mail"]["digest_alerts_above"] = 100_000
+        data["mail"]["digest_alerts_above"] = None
         data["google"] = {"auth": "service_account", "key_file_env": KEY_ENV}
         self.data = data
         self.clients = fake_clients(server)
