@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from config.conditions import holds
-from config.rules import Condition, Rules
+from config.rules import ANY_OF, Condition, Rules
 from domain.address import EMAIL_REGEX
 
 CheckKind = Literal[
@@ -75,7 +75,7 @@ def _plan(rules: Rules) -> list[_Check]:
     the form's questions in the order the form asks them.
     """
     fields = list(rules.fields)
-    fields += [f for req in rules.required for f in req.fields if f not in fields]
+    fields += [f for req in rules.required for f in req.names if f not in fields]
     # One expectation for every field: the normaliser lists the fields it could not read.
     plan = [_Check("unreadable", "", "", _UNREADABLE,
                    "every answer that was given can be read (dates, times)")]
@@ -84,7 +84,7 @@ def _plan(rules: Rules) -> list[_Check]:
         spec = rules.fields.get(field)
         ftype = spec.type if spec else "text"
         for i, req in enumerate(rules.required):
-            if field not in req.fields:
+            if field not in req.names:
                 continue
             when = " and ".join(describe_condition(rules, c) for c in req.when)
             scope = f" when {when}" if when else ""
@@ -239,6 +239,14 @@ def _check_frame(reports: pd.DataFrame, rules: Rules, plan: list[_Check]) -> pd.
         series = src[check.field] if check.field in src.columns else empty
         if check.kind == "unreadable":
             cols[check.column] = _category(unreadable_joined)
+        elif check.kind == "required" and ANY_OF in check.field:  # any one of them will do
+            given_any = np.zeros(n, dtype=bool)
+            for name in check.field.split(ANY_OF):
+                spec = rules.fields[name]
+                member = src[name] if name in src.columns else empty
+                given_any |= given(name, member, spec.type) | unreadable.get(
+                    name, np.zeros(n, dtype=bool))
+            cols[check.column] = _flag(given_any)
         elif check.kind == "required":
             cols[check.column] = _flag(given(check.field, series, ftype) | unreadable[check.field])
         elif check.kind == "in_set":

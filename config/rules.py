@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FieldType = Literal["text", "email", "choice", "multi", "ordinal", "datetime", "time"]
+ANY_OF = "|"  # joins the fields of a required any-of: "immediate_action|staff_involved"
 OPERATORS = ("equals", "in", "keywords", "at_least", "answered")
 
 # Answers that say "nothing to report" in a free-text question: a question such as "any
@@ -74,7 +75,14 @@ class FieldSpec(_Strict):
 class RequiredSet(_Strict):
     name: str
     when: list[Condition] = []
-    fields: list[str]
+    # a field, or a list of fields any one of which will do (a form may ask one question
+    # for what the rules ask in two)
+    fields: list[str | list[str]]
+
+    @property
+    def names(self) -> list[str]:
+        """The required entries as the checks name them: a field, or "a|b" for any of."""
+        return [f if isinstance(f, str) else ANY_OF.join(f) for f in self.fields]
 
 
 class Pathway(_Strict):
@@ -133,9 +141,16 @@ class Rules(_Strict):
     repeats: list[RepeatRule] = []
 
     def label(self, field: str) -> str:
-        """The field's human label; a name the rules do not know is shown as it is."""
+        """The field's human label ("x or y" for a required any-of); a name the rules do not
+        know is shown as it is."""
+        if ANY_OF in field:
+            return " or ".join(self.label(f) for f in field.split(ANY_OF))
         spec = self.fields.get(field)
         return spec.label if spec else field
+
+    def knows(self, name: str) -> bool:
+        """A field, or a required any-of of fields."""
+        return all(f in self.fields for f in name.split(ANY_OF))
 
     def choices(self, field: str) -> dict[str, str]:
         """Key -> label of a choice/multi/ordinal field; empty for free fields."""
@@ -178,7 +193,8 @@ class Rules(_Strict):
                 out.append((f"fields.{name}.values", f"a {spec.type} field needs `values:`"))
         for i, req in enumerate(self.required):
             check_conditions(f"required.{i}", req.when)
-            for name in req.fields:
+            for name in (f for entry in req.fields
+                         for f in ([entry] if isinstance(entry, str) else entry)):
                 if name not in self.fields:
                     out.append((f"required.{i}.fields",
                                 f"unknown field {name!r}: use one of {known}"))

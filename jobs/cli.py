@@ -366,9 +366,12 @@ def cmd_fields(args: argparse.Namespace) -> int:
         if choices := rules.choices(name):
             print("  values: " + ", ".join(f"{k} ({v})" for k, v in choices.items()))
         for req in rules.required:
-            if name in req.fields:
+            for entry in req.names:
+                if name not in entry.split("|"):
+                    continue
                 when = " and ".join(describe_condition(rules, c) for c in req.when)
-                print(f"  required ({req.name}): {'when ' + when if when else 'always'}")
+                also = f" (or {rules.label(entry)})" if entry != name else ""
+                print(f"  required ({req.name}): {'when ' + when if when else 'always'}{also}")
         if name in questions:
             print("  from: " + ", ".join(questions[name]))
         for src in settings.sources:

@@ -83,7 +83,7 @@ def decision_events(view: pd.DataFrame, previous: dict[str, dict[str, Any]], rul
                     missing=now_state["missing"], invalid=now_state["invalid"])
         elif before is not None and not was_complete:
             supplied = [rules.label(f) for f in before["missing"] + before["invalid"]
-                        if f in rules.fields]
+                        if rules.knows(f)]
             log("completed", f"now complete: {', '.join(supplied)} supplied" if supplied
                 else "now complete")
         if before is None or (before["rule_id"], before["pathway"], before["priority"],

@@ -159,7 +159,7 @@ def owed_messages(
             add(f"missing:{rid}:{_digest(wanted)}", "missing_info", rid, [row["reporter_email"]],
                 lambda row=row, wanted=wanted: {
                     "report": report_context(row, rules, tz),
-                    "missing": [rules.label(f) for f in wanted if f in rules.fields],
+                    "missing": [rules.label(f) for f in wanted if rules.knows(f)],
                     "reference_question": (reference_questions or {}).get(row.get("source")),
                     "reply": reply}, tuple(wanted))
 

@@ -308,3 +308,22 @@ def test_suite_description_does_not_import_great_expectations():
             "assert 'great_expectations' not in sys.modules")
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+def test_a_required_entry_may_accept_any_of_several_fields(rules):
+    """A form asking one question for what the rules ask in two: either answer will do."""
+    sets = [req.model_copy(update={"fields": [
+        ["immediate_action", "staff_involved"] if f == "immediate_action" else f
+        for f in req.fields if f != "staff_involved"]}) for req in rules.required]
+    either = rules.model_copy(update={"required": sets})
+    out = check_reports(frame(either, report("NM-1", staff_involved=None),
+                              report("NM-2", immediate_action=None),
+                              report("NM-3", immediate_action=None, staff_involved=" ")),
+                        either, NOW)
+    assert out["dq_status"].tolist() == ["complete", "complete", "incomplete"]
+    assert out.iloc[2]["missing"] == ["immediate_action|staff_involved"]
+    assert out.iloc[2]["blocked"] == ("cannot proceed without: immediate action taken or "
+                                      "staff involved")
+    assert either.label("immediate_action|staff_involved") == (
+        "immediate action taken or staff involved")
+    assert either.knows("immediate_action|staff_involved") and not either.knows("a|b")

@@ -169,6 +169,18 @@ def test_rules_reject_unknown_values_pathways_and_levels(tmp_path):
     assert "repeats.0.key" in keys
 
 
+def test_a_required_any_of_names_only_known_fields(tmp_path):
+    data = rules_data()
+    data["required"][0]["fields"].append(["immediate_action", "staff_involvd"])
+    with pytest.raises(ConfigError) as err:
+        load_rules(write(tmp_path, data, "rules.yaml"))
+    assert any(k == "required.0.fields" and "'staff_involvd'" in m
+               for k, m in err.value.problems)
+    data["required"][0]["fields"][-1] = ["immediate_action", "staff_involved"]
+    assert load_rules(write(tmp_path, data, "rules.yaml")).required[0].names[-1] == (
+        "immediate_action|staff_involved")
+
+
 def test_deployment_points_at_a_broken_rules_file(tmp_path):
     data = rules_data()
     del data["triage"]["default"]
