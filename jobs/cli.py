@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -99,8 +99,13 @@ def _parser() -> argparse.ArgumentParser:
                                    "Microsoft Forms .xlsx workbook) and write a starter config: "
                                    "each question mapped to its likeliest field and each option "
                                    "text to its likeliest value, the unsure ones marked DECIDE.")
-    p.add_argument("--from", dest="export", type=Path, required=True, metavar="EXPORT",
-                   help="the form's export file")
+    origin = p.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--from", dest="export", type=Path, metavar="EXPORT",
+                        help="the form's export file")
+    origin.add_argument("--google-form", metavar="ID",
+                        help="a Google Form read through the Forms API (its id, between /d/ "
+                             "and /edit in its address); credentials as under `google:` in "
+                             "the README")
     p.add_argument("--out", type=Path, default=Path(DEFAULT_CONFIG),
                    help="the config to write (default: ./nearmiss.yaml)")
     p.add_argument("--timezone", default="Europe/London",
@@ -319,12 +324,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_init(args: argparse.Namespace) -> int:
+def cmd_init(args: argparse.Namespace, google: Any = None) -> int:
     from config.settings import load_rules
-    from jobs.init import write_starter
+    from jobs.init import starter_config, starter_config_for_form, write_starter
 
-    fields, values = write_starter(args.export, args.out, load_rules(), tz=args.timezone,
-                                   provider=args.provider, force=args.force)
+    rules = load_rules()
+    if args.export is not None:
+        def make() -> Any:
+            return starter_config(args.export, rules, tz=args.timezone,
+                                  provider=args.provider, config_dir=args.out.parent)
+    else:
+        def make() -> Any:
+            from config.settings import GoogleSettings
+            from connectors.google_auth import GoogleClients
+            from connectors.google_forms import GoogleFormsSource
+
+            clients = google or GoogleClients.from_settings(GoogleSettings(), ["forms"])
+            form = GoogleFormsSource("form", args.google_form, clients).form()
+            return starter_config_for_form(args.google_form, form, rules, tz=args.timezone,
+                                           provider=args.provider)
+    fields, values = write_starter(args.out, make, force=args.force)
     unsure = [g for g in fields if not g.sure] + [g for gs in values.values() for g in gs
                                                   if not g.sure]
     print(f"nearmiss: wrote {args.out}: {len(fields)} questions "

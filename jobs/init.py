@@ -1,4 +1,5 @@
-"""`nearmiss init --from EXPORT`: a starter config for a provider's own form.
+"""`nearmiss init --from EXPORT` or `--google-form ID`: a starter config for a provider's
+own form.
 
 Each question gets the field it most likely is, and each option text seen in a choice
 question the taxonomy value it most likely means (transforms/suggest.py), with the
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -24,6 +25,7 @@ from config.rules import Rules
 from connectors.base import Pull
 from connectors.errors import NearmissError
 from connectors.form_exports import GoogleFormsCsvSource, MicrosoftFormsXlsxSource
+from connectors.google_forms import form_questions
 from domain.times import day_order
 from transforms.suggest import Guess, guess_fields, guess_values
 
@@ -73,10 +75,23 @@ def _value_lines(field: str, guesses: Iterable[Guess], rules: Rules) -> list[str
     return lines
 
 
+def _form_options(form: dict[str, object]) -> dict[str, list[str]]:
+    """Question id -> the option texts of a live Google Form's choice questions."""
+    out: dict[str, list[str]] = {}
+    for item in form.get("items") or []:  # type: ignore[union-attr]
+        question = (item.get("questionItem") or {}).get("question") or {}
+        choice = question.get("choiceQuestion") or {}
+        if question.get("questionId") and choice.get("options"):
+            out[question["questionId"]] = [o.get("value", "") for o in choice["options"]
+                                           if not o.get("isOther")]
+    return out
+
+
 def starter_config(export: Path, rules: Rules, *, tz: str, provider: str,
                    config_dir: Path) -> tuple[str, list[Guess], dict[str, list[Guess]]]:
     """The text of a starter config for the form `export` (a Google Forms .csv or a
-    Microsoft Forms .xlsx download), with the guesses it is made of."""
+    Microsoft Forms .xlsx download), with the guesses it is made of: answers seen in the
+    export are the option texts to map."""
     suffix = export.suffix.lower()
     name = "form"
     if suffix == ".csv":
@@ -88,8 +103,35 @@ def starter_config(export: Path, rules: Rules, *, tz: str, provider: str,
         raise InitError(f"{export}: not a form export: give a Google Forms .csv download or "
                         "a Microsoft Forms .xlsx workbook")
     pull = source.pull(None)
-    titles = list(pull.questions.values())
     keys = {title: key for key, title in pull.questions.items()}
+    try:
+        where = export.resolve().relative_to(config_dir.resolve()).as_posix()
+    except ValueError:
+        where = str(export.resolve())
+    return _starter(list(keys), lambda title, multi: _answers(pull, keys[title], multi),
+                    rules, tz=tz, provider=provider, origin=export.name,
+                    source=f"{{name: {name}, kind: {kind}, path: {_quoted(where)}}}")
+
+
+def starter_config_for_form(form_id: str, form: dict[str, object], rules: Rules, *, tz: str,
+                            provider: str) -> tuple[str, list[Guess], dict[str, list[Guess]]]:
+    """The same for a live Google Form (a `forms.get` body): its options are the texts to
+    map, its questions are read by id, and dates come in ISO order."""
+    titles, _ = form_questions(form)
+    by_title = {title: qid for qid, title in titles.items()}
+    options = _form_options(form)
+    text, fields, values = _starter(
+        list(by_title), lambda title, multi: options.get(by_title[title], []), rules, tz=tz,
+        provider=provider, origin=f"--google-form {form_id}",
+        source=f"{{name: form, kind: google_forms_api, form_id: {_quoted(form_id)}}}")
+    text += ("google: {auth: service_account, key_file_env: GOOGLE_APPLICATION_CREDENTIALS}"
+             "    # see the README, Connect Google\n")
+    return text, fields, values
+
+
+def _starter(titles: list[str], answers_of: Callable[[str, bool], list[str]], rules: Rules, *,
+             tz: str, provider: str, origin: str, source: str
+             ) -> tuple[str, list[Guess], dict[str, list[Guess]]]:
     fields = guess_fields(titles, rules, _known_titles())
     values: dict[str, list[Guess]] = {}
     dates: list[str] = []
@@ -97,7 +139,7 @@ def starter_config(export: Path, rules: Rules, *, tz: str, provider: str,
         spec = rules.fields.get(g.best or "")
         if spec is None:
             continue
-        answers = _answers(pull, keys[g.text], spec.type == "multi")
+        answers = answers_of(g.text, spec.type == "multi")
         if spec.type in ("choice", "ordinal", "multi"):
             guessed = guess_values(answers, g.best, rules)
             if guessed:
@@ -105,14 +147,10 @@ def starter_config(export: Path, rules: Rules, *, tz: str, provider: str,
         elif spec.type == "datetime":
             dates += answers
     order, contradiction = day_order(dates, dayfirst=True)
-    try:
-        where = export.resolve().relative_to(config_dir.resolve()).as_posix()
-    except ValueError:
-        where = str(export.resolve())
     decide = sum(not g.sure for g in fields) + sum(not g.sure for gs in values.values()
                                                    for g in gs)
     lines = [
-        f"# Written by `nearmiss init --from {export.name}` on {date.today():%d %B %Y}.",
+        f"# Written by `nearmiss init {origin}` on {date.today():%d %B %Y}.",
         f"# {decide} line(s) marked DECIDE need a person: uncomment each with the right "
         "field or",
         "# value (the number is how sure the guess is; `nearmiss fields` lists every field "
@@ -126,7 +164,7 @@ def starter_config(export: Path, rules: Rules, *, tz: str, provider: str,
                                         if contradiction else ""),
         "store: {path: nearmiss.db}",
         "sources:",
-        f"  - {{name: {name}, kind: {kind}, path: {_quoted(where)}}}",
+        f"  - {source}",
         "mapping:",
         *(_mapping_line(g) for g in fields),
     ]
@@ -145,13 +183,14 @@ def starter_config(export: Path, rules: Rules, *, tz: str, provider: str,
     return "\n".join(lines) + "\n", fields, values
 
 
-def write_starter(export: Path, out: Path, rules: Rules, *, tz: str, provider: str,
+def write_starter(out: Path, make: Callable[[], tuple[str, list[Guess],
+                                                      dict[str, list[Guess]]]],
                   force: bool = False) -> tuple[list[Guess], dict[str, list[Guess]]]:
-    """Write the starter config to `out`; never over an existing file unless `force`."""
+    """Write the starter config `make` builds to `out`; never over an existing file unless
+    `force`."""
     if out.exists() and not force:
         raise InitError(f"{out} exists: give another --out, or --force to replace it")
-    text, fields, values = starter_config(export, rules, tz=tz, provider=provider,
-                                          config_dir=out.parent)
+    text, fields, values = make()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return fields, values

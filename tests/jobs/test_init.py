@@ -105,3 +105,33 @@ def test_init_refuses_what_is_not_a_form_export(tmp_path, capsys, name):
     assert main(["init", "--from", str(tmp_path / name), "--out",
                  str(tmp_path / "n.yaml")]) == 1
     assert "not a form export" in capsys.readouterr().err
+
+
+def test_init_from_a_live_google_form_maps_its_questions_and_options(tmp_path, capsys):
+    """The demo form's questions, read through the Forms API fake: every one mapped with
+    full confidence; options the taxonomy reads need no map, others are guessed."""
+    import argparse
+
+    from jobs.cli import cmd_init
+    from tests.fakes.deployment import Q
+    from tests.fakes.google import GoogleFakeServer, QuestionSpec
+    from tests.fakes.google_credentials import fake_clients
+
+    with GoogleFakeServer(seed=3) as server:
+        specs = [QuestionSpec(title, "radio" if field == "potential_harm" else "text",
+                              options=["Low", "Moderate", "3 - Serious"]
+                              if field == "potential_harm" else (),
+                              question_id=f"q{i}") for i, (field, title) in enumerate(Q.items())]
+        form_id = server.forms.create_form("Near-miss report", specs)
+        out = tmp_path / "nearmiss.yaml"
+        args = argparse.Namespace(export=None, google_form=form_id, out=out, force=False,
+                                  timezone="Europe/London", provider="Oakfield Care")
+        assert cmd_init(args, google=fake_clients(server)) == 0
+    text = out.read_text()
+    assert f'form_id: "{form_id}"' in text and "kind: google_forms_api" in text
+    assert "# DECIDE \"" in text and text.count("# DECIDE \"") == 1
+    assert '# DECIDE "3 - Serious": severe' in text and '"Low":' not in text
+    assert all(f'{field}    # 1.00' in text for field in ("category", "occurred_at"))
+    assert f"{len(Q)} questions ({len(Q)} mapped)" in capsys.readouterr().out
+    out.write_text(text.replace('# DECIDE "3 - Serious": severe', '"3 - Serious": severe'))
+    assert main(["check", "--config", str(out)]) == 0
