@@ -35,6 +35,8 @@ SCOPES = {
     "forms": ["https://www.googleapis.com/auth/forms.body.readonly",
               "https://www.googleapis.com/auth/forms.responses.readonly"],
     "sheets": ["https://www.googleapis.com/auth/spreadsheets"],
+    # only `nearmiss forms create` writes a form
+    "forms_write": ["https://www.googleapis.com/auth/forms.body"],
     "gmail": ["https://www.googleapis.com/auth/gmail.send"],
 }
 HOSTS = {"forms": "https://forms.googleapis.com", "sheets": "https://sheets.googleapis.com",

@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", default="our service", help="the provider's name for emails")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
 
+    p = sub.add_parser("forms", help="Google Forms: create the standard near-miss form",
+                       description="Make forms through the Google Forms API.")
+    forms_sub = p.add_subparsers(dest="forms_command", required=True, metavar="ACTION")
+    p = forms_sub.add_parser(
+        "create", help="create the standard near-miss Google Form",
+        description="Create a Google Form asking every report field, its options the "
+                    "taxonomy's labels, under the titles the bundled mapping reads; print its "
+                    "id and the config lines. It is neither shared nor published.")
+    p.add_argument("--title", default="Near-miss report", help="the form's title")
+
     p = sub.add_parser("preview", help="the loop on a scratch copy: sends and writes nothing",
                        description="Run the whole loop on a scratch copy of the store, "
                                    "sending no email and writing no tracker, and show what it "
@@ -352,6 +362,26 @@ def cmd_init(args: argparse.Namespace, google: Any = None) -> int:
     return 0
 
 
+def cmd_forms(args: argparse.Namespace, google: Any = None) -> int:
+    from config.settings import GoogleSettings, load_rules
+    from jobs.forms import config_lines, create_standard_form
+
+    if google is None:
+        from connectors.google_auth import GoogleClients
+
+        # The config's `google:` section when there is a config, the defaults otherwise.
+        settings = (load_config(args.config, check_credentials=False).settings.google
+                    if args.config.exists() else None) or GoogleSettings()
+        google = GoogleClients.from_settings(settings, ["forms_write"])
+    form = create_standard_form(google.service("forms", "v1"), load_rules(), args.title)
+    count = len(form.get("items") or [])
+    print(f"nearmiss: created the form {form['formId']} ({count} questions), not shared: "
+          f"{form.get('responderUri', '')}")
+    for line in config_lines(form):
+        print(line)
+    return 0
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -531,6 +561,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check": cmd_check, "explain": cmd_explain,
             "fields": cmd_fields, "preview": cmd_preview, "init": cmd_init,
+            "forms": cmd_forms,
             "doctor": cmd_doctor, "auth": cmd_auth, "migrate": cmd_migrate,
             "store": cmd_store, "release": cmd_release}
 

@@ -684,6 +684,39 @@ class _Question:
         return item
 
 
+_KIND_OF_CHOICE = {v: k for k, v in _CHOICE_TYPES.items()}
+
+
+def _spec_of_item(item: Mapping[str, Any], where: str) -> QuestionSpec:
+    """The question an Item of a createItem request asks (what the fake can hold)."""
+    question = (item.get("questionItem") or {}).get("question")
+    if not question:
+        raise _bad_request(f"{where}: the fake holds question items only")
+    settings: dict[str, Any] = {}
+    if "textQuestion" in question:
+        kind = "paragraph" if question["textQuestion"].get("paragraph") else "text"
+        options: list[str] = []
+    elif "choiceQuestion" in question:
+        choice = question["choiceQuestion"]
+        kind = _KIND_OF_CHOICE.get(choice.get("type", ""), "")
+        if not kind:
+            raise _bad_request(f"{where}: choiceQuestion.type must be RADIO, CHECKBOX or "
+                               "DROP_DOWN")
+        options = [o.get("value", "") for o in choice.get("options") or []]
+        if not options or any(not o for o in options):
+            raise _bad_request(f"{where}: a choice question needs options with values")
+    elif "dateQuestion" in question:
+        kind, options = "date", []
+        settings = {k: v for k, v in question["dateQuestion"].items() if k != "includeYear"}
+    elif "timeQuestion" in question:
+        kind, options, settings = "time", [], dict(question["timeQuestion"])
+    else:
+        raise _bad_request(f"{where}: the fake holds text, choice, date and time questions")
+    return QuestionSpec(item.get("title") or "", kind, tuple(options),
+                        bool(question.get("required")), None, item.get("description"),
+                        settings)
+
+
 @dataclass
 class _StoredResponse:
     response_id: str
@@ -964,6 +997,59 @@ class FormsFake:
     # -- handlers -------------------------------------------------------------------------
     def _handle_get(self, form_id: str) -> dict[str, Any]:
         return self._form_json(self._lookup(form_id))
+
+    def _handle_create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """forms.create: only the title and document title may be given; items and
+        settings come by batchUpdate (the documented behaviour)."""
+        info = body.get("info") or {}
+        extra = sorted({*body} - {"info"} | {*info} - {"title", "documentTitle"})
+        if extra or not info.get("title"):
+            raise _bad_request("Only info.title and info.documentTitle can be set when "
+                               "creating a form. To add items and change settings, use "
+                               "batchUpdate.", [(f, "cannot be set") for f in extra])
+        form_id = self.create_form(info["title"], document_title=info.get("documentTitle"))
+        return self._form_json(self.forms[form_id])
+
+    def _handle_batch_update(self, form_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """forms.batchUpdate: createItem (questions) and updateFormInfo; all or nothing."""
+        with self._lock:
+            form = self._lookup(form_id)
+            replies: list[dict[str, Any]] = []
+            added: list[_Question] = []
+            try:
+                for i, request in enumerate(body.get("requests") or []):
+                    if "createItem" in request:
+                        create = request["createItem"]
+                        spec = _spec_of_item(create.get("item") or {}, f"requests[{i}]")
+                        index = (create.get("location") or {}).get("index")
+                        question = self._add(form, spec, index)
+                        added.append(question)
+                        replies.append({"createItem": {"itemId": question.item_id,
+                                                       "questionId": [question.question_id]}})
+                    elif "updateFormInfo" in request:
+                        update = request["updateFormInfo"]
+                        for name in (update.get("updateMask") or "").split(","):
+                            value = (update.get("info") or {}).get(name.strip())
+                            if name.strip() == "description":
+                                form.description = value
+                            elif name.strip() == "title" and value:
+                                form.title = value
+                        replies.append({})
+                    else:
+                        raise _bad_request(f"requests[{i}]: the fake implements createItem "
+                                           "and updateFormInfo only")
+            except (GoogleApiError, ValueError) as exc:
+                for question in added:  # nothing of a failed batch stays
+                    form.questions.remove(question)
+                if isinstance(exc, ValueError):
+                    raise _bad_request(str(exc)) from None
+                raise
+            form.revision += 1
+            out: dict[str, Any] = {"replies": replies,
+                                   "writeControl": {"requiredRevisionId": f"{form.revision:08x}"}}
+            if body.get("includeFormInResponse"):
+                out["form"] = self._form_json(form)
+            return out
 
     def _handle_response_get(self, form_id: str, response_id: str) -> dict[str, Any]:
         form = self._lookup(form_id)
@@ -2562,6 +2648,8 @@ class GoogleFakeServer(FakeHTTPServer):
         sheets, forms = self.sheets, self.forms
         routes: dict[str, Callable[[], dict[str, Any]]] = {
             "forms.forms.get": lambda: forms._handle_get(p["formId"]),
+            "forms.forms.create": lambda: forms._handle_create(body),
+            "forms.forms.batchUpdate": lambda: forms._handle_batch_update(p["formId"], body),
             "forms.forms.responses.list": lambda: forms._handle_list(p["formId"], request),
             "forms.forms.responses.get": lambda: forms._handle_response_get(
                 p["formId"], p["responseId"]),

@@ -1130,3 +1130,30 @@ def test_fault_injection(server: GoogleFakeServer) -> None:
     first = statuses(3)
     assert first == statuses(3)
     assert {429, 500, 503} & set(first) and first.count(200) >= 12
+
+
+def test_forms_create_takes_a_title_only_and_batch_update_is_all_or_nothing(
+        server: GoogleFakeServer) -> None:
+    forms = service(server, "forms", "v1").forms()
+    with pytest.raises(HttpError) as err:
+        forms.create(body={"info": {"title": "x", "description": "d"}}).execute()
+    assert err.value.resp.status == 400 and "batchUpdate" in str(err.value)
+    form = forms.create(body={"info": {"title": "Near-miss report"}}).execute()
+    good = {"createItem": {"item": {"title": "Shift", "questionItem": {"question": {
+        "choiceQuestion": {"type": "RADIO", "options": [{"value": "Early"}]}}}},
+        "location": {"index": 0}}}
+    for bad in ({"createItem": {"item": {"title": "Q", "questionItem": {"question": {
+                    "choiceQuestion": {"type": "RADIO", "options": [{"valu": "x"}]}}}},
+                    "location": {"index": 0}}},  # refused by the discovery document
+                {"createItem": {"item": {"title": "Q", "questionItem": {"question": {
+                    "choiceQuestion": {"type": "RADIO", "options": []}}}},
+                    "location": {"index": 0}}}):  # refused as Forms refuses it
+        with pytest.raises(HttpError) as err:
+            forms.batchUpdate(formId=form["formId"], body={"requests": [good, bad]}).execute()
+        assert err.value.resp.status == 400
+    assert "items" not in forms.get(formId=form["formId"]).execute()  # nothing of either
+    done = forms.batchUpdate(formId=form["formId"], body={
+        "requests": [good], "includeFormInResponse": True}).execute()
+    [item] = done["form"]["items"]
+    assert done["replies"][0]["createItem"]["itemId"] == item["itemId"]
+    assert item["questionItem"]["question"]["choiceQuestion"]["options"] == [{"value": "Early"}]

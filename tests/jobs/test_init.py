@@ -135,3 +135,36 @@ def test_init_from_a_live_google_form_maps_its_questions_and_options(tmp_path, c
     assert f"{len(Q)} questions ({len(Q)} mapped)" in capsys.readouterr().out
     out.write_text(text.replace('# DECIDE "3 - Serious": severe', '"3 - Serious": severe'))
     assert main(["check", "--config", str(out)]) == 0
+
+
+def test_forms_create_makes_the_standard_form_and_init_reads_it_back(tmp_path, capsys):
+    """Against the Forms fake (every request validated against the discovery document):
+    the created form, read back through init --google-form, maps every question with full
+    confidence and needs no value map."""
+    import argparse
+
+    from config.settings import load_rules
+    from jobs.cli import cmd_forms, cmd_init
+    from tests.fakes.google import GoogleFakeServer
+    from tests.fakes.google_credentials import fake_clients
+
+    rules = load_rules()
+    with GoogleFakeServer(seed=4) as server:
+        clients = fake_clients(server)
+        assert cmd_forms(argparse.Namespace(title="Near-miss report",
+                                            config=tmp_path / "none.yaml"), google=clients) == 0
+        said = capsys.readouterr().out
+        form_id = said.split("created the form ")[1].split()[0]
+        assert f"({len(rules.fields)} questions), not shared" in said
+        assert f"form_id: {form_id}" in said
+        sent = [r.method_id for r in server.requests if r.api == "forms"]
+        assert sent == ["forms.forms.create", "forms.forms.batchUpdate"]
+        server.assert_no_violations()
+        out = tmp_path / "nearmiss.yaml"
+        assert cmd_init(argparse.Namespace(export=None, google_form=form_id, out=out,
+                                           force=False, timezone="Europe/London",
+                                           provider="Oakfield Care"), google=clients) == 0
+    text = out.read_text()
+    assert "DECIDE \"" not in text and "value_maps" not in text
+    assert text.count("    # 1.00") == len(rules.fields)
+    assert main(["check", "--config", str(out)]) == 0
