@@ -109,7 +109,7 @@ def starter_config(export: Path, rules: Rules, *, tz: str, provider: str,
     except ValueError:
         where = str(export.resolve())
     return _starter(list(keys), lambda title, multi: _answers(pull, keys[title], multi),
-                    rules, tz=tz, provider=provider, origin=export.name,
+                    rules, tz=tz, provider=provider, origin=f"--from {export.name}",
                     source=f"{{name: {name}, kind: {kind}, path: {_quoted(where)}}}")
 
 
