@@ -325,6 +325,19 @@ def cmd_check(args: argparse.Namespace) -> int:
                   "cannot name its report: requests for missing items ask reporters to "
                   + ("reply by email" if config.settings.mail.reply_to else
                      "give the items to their manager (set mail.reply_to to take replies)"))
+    # The exports on this machine are data to look at too: questions the mapping lacks,
+    # option texts no value reads, dates in both orders (what doctor says of them).
+    from config.settings import GoogleFormsCsv, MicrosoftFormsXlsx
+    from jobs.doctor import Doctor
+
+    said: list[str] = []
+    looking = Doctor(config, None, said.append)
+    for i, src in enumerate(config.settings.sources):
+        if isinstance(src, GoogleFormsCsv | MicrosoftFormsXlsx) and Path(src.path).is_file():
+            looking.export_file(f"source {src.name}", src, f"sources.{i}")
+    for line in said:
+        if not line.startswith("ok: "):
+            print(f"  data: {line.split(': ', 1)[1]}")
     from checks.quality import suite_description
 
     for line in suite_description(rules):

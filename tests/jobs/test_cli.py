@@ -112,6 +112,18 @@ def test_check_notes_a_form_without_a_reference_question(tmp_path, capsys):
     assert "give the items to their manager (set mail.reply_to" in capsys.readouterr().out
 
 
+def test_check_looks_at_the_exports_on_this_machine_too(tmp_path, capsys):
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-20 10:00", shift="Nights (20:00-08:00)")
+    dep.google_rows[-1]["Was anyone else nearby?"] = "No"
+    dep.write_exports()
+    assert main(["check", "--config", str(dep.config().path)]) == 0  # data: not config
+    out = capsys.readouterr().out
+    assert ("  data: source google-form: 1 answer(s) to 'shift' match no value: "
+            "'Nights (20:00-08:00)' (1)") in out
+    assert "  data: source google-form: 1 question(s) not in the mapping" in out
+
+
 def test_fields_lists_labels_values_when_required_and_what_fills_them(tmp_path, capsys):
     dep = Deployment(tmp_path)
     dep.data["value_maps"] = {"potential_harm": {"3 - Serious": "severe", "n/a": None}}
