@@ -22,6 +22,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -117,11 +118,22 @@ class StoreSettings(_Strict):
         return os.environ.get(self.password_env) if self.password_env else None
 
 
+def _empty_if_null(value: Any) -> Any:
+    """A section whose every line is still commented out (the DECIDE lines `nearmiss init`
+    writes) reads as null in YAML: it means an empty one, not a mistake."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {k: {} if v is None else v for k, v in value.items()}
+    return value
+
+
 # field -> the form's option text -> the taxonomy value it means (null: no answer)
-ValueMaps = dict[str, dict[str, str | None]]
+ValueMaps = Annotated[dict[str, dict[str, str | None]], BeforeValidator(_empty_if_null)]
 # question (title or id) -> the field its answer fills, or several ("what did you do and who
 # reviewed it" fills both), or `ignore`
-Mapping = dict[str, str | list[str]]
+Mapping = Annotated[dict[str, str | list[str]],
+                    BeforeValidator(lambda v: {} if v is None else v)]
 
 
 def fields_of(target: str | list[str]) -> list[str]:

@@ -139,13 +139,14 @@ def _starter(titles: list[str], answers_of: Callable[[str, bool], list[str]], ru
         spec = rules.fields.get(g.best or "")
         if spec is None:
             continue
-        answers = answers_of(g.text, spec.type == "multi")
         if spec.type in ("choice", "ordinal", "multi"):
-            guessed = guess_values(answers, g.best, rules)
+            guessed = guess_values(answers_of(g.text, spec.type == "multi"), g.best, rules)
             if guessed:
                 values[g.best] = guessed
-        elif spec.type == "datetime":
-            dates += answers
+    # Every answer that is a date says which order the form writes them in, whatever
+    # question it answers (a date question init is unsure of included).
+    for title in titles:
+        dates += answers_of(title, False)
     order, contradiction = day_order(dates, dayfirst=True)
     decide = sum(not g.sure for g in fields) + sum(not g.sure for gs in values.values()
                                                    for g in gs)
@@ -159,9 +160,8 @@ def _starter(titles: list[str], answers_of: Callable[[str, bool], list[str]], ru
         "",
         f"provider: {_quoted(provider)}",
         f"timezone: {tz}",
-        f"dayfirst: {'true' if order == 'day-first' else 'false'}    # read from "
-        f"{len(dates)} date answers" + (f"; both orders seen: {contradiction}"
-                                        if contradiction else ""),
+        f"dayfirst: {'true' if order == 'day-first' else 'false'}    # read from the "
+        "form's answers" + (f"; both orders seen: {contradiction}" if contradiction else ""),
         "store: {path: nearmiss.db}",
         "sources:",
         f"  - {source}",

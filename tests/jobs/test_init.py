@@ -175,3 +175,29 @@ def test_forms_create_makes_the_standard_form_and_init_reads_it_back(tmp_path, c
     assert "DECIDE \"" not in text and "value_maps" not in text
     assert text.count("    # 1.00") == len(rules.fields)
     assert main(["check", "--config", str(out)]) == 0
+
+
+def test_init_on_hostile_titles_and_lines_writes_a_config_check_accepts_undecided(
+        tmp_path, capsys):
+    """Quotes, a colon and '#', a line break, a control character, an emoji and a
+    right-to-left mark in titles; a broken line; the only dates in a question init is
+    unsure of. Left undecided, the config still loads (a section whose lines are all
+    commented out is empty), and the dates' order is read all the same."""
+    export = tmp_path / "weird.csv"
+    with export.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([
+            ["Timestamp", "Email Address", 'Type of "near miss": #1?', "What\nhappened?\x07",
+             "Shift 🙂", "Severity \u202e (1-3)", "When? (MM/DD)"],
+            ["11/20/2026 9:15:00", "a@x.org", "Medicines", "x", "Nights", "3 - Serious",
+             "11/19/2026 8:00 PM"],
+            ["3/8/2026 2:30:00", "b@x.org", "Falls", "y", "Days", "n/a", "3/8/2026 2:30 AM"],
+            ["11/21/2026 9:15:00", "c@x.org", '"unclosed']])
+    out = tmp_path / "nearmiss.yaml"
+    assert main(["init", "--from", str(export), "--out", str(out),
+                 "--timezone", "America/New_York"]) == 0
+    text = out.read_text()
+    assert "dayfirst: false" in text and '"Type of \\"near miss\\": #1?": category' in text
+    assert main(["check", "--config", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "data: source form: line 5 has 3 fields" in said  # the broken line, named
+    assert main(["run", "--config", str(out), "--now", "2026-11-27T15:00Z"]) == 0
