@@ -443,8 +443,10 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
         lambda v: v if isinstance(v, list) else [])
     triage_status = {k: v.get("Triage status", "").casefold()
                      for k, v in manager[REPORTS.title].items()}
+    # bool, even with no report (an empty map would give pandas' string dtype)
     view["triaged"] = view["report_id"].map(
-        lambda k: triage_status.get(k, "") in ("triaged", "closed")) | view["closed"]
+        lambda k: triage_status.get(k, "") in ("triaged", "closed")).astype(bool) | view[
+        "closed"].astype(bool)
     r.summary.patterns_open = int(patterns["status"].isin(["open", "reopened"]).sum())
     return view, actions, patterns
 
