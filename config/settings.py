@@ -364,6 +364,12 @@ _UNION_TAGS = {kind for model in (GoogleFormsCsv, MicrosoftFormsXlsx, GoogleForm
                for kind in get_args(model.model_fields["kind"].annotation)}
 
 
+def bundled_mapping() -> dict[str, str | list[str]]:
+    """The demo form's mapping (question title -> field): the titles of the standard form
+    (`nearmiss forms create`), and what a provider's own form often says too (`init`)."""
+    return _read_yaml(Path(str(BUNDLED / "demo.yaml"))).get("mapping") or {}
+
+
 def load_rules(path: Path | None = None) -> Rules:
     """Load and cross-check a rules file (the bundled default when `path` is None)."""
     rules_path = path or Path(str(BUNDLED / "rules.yaml"))

@@ -8,13 +8,10 @@ hand. The form is created (`forms.create` takes only a title), then filled in on
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
-import yaml
-
 from config.rules import Rules
-from config.settings import fields_of
+from config.settings import bundled_mapping, fields_of
 
 # Free text that wants room to write (a paragraph box).
 PARAGRAPHS = frozenset({"description", "immediate_action", "conditions", "person_impact",
@@ -23,9 +20,8 @@ PARAGRAPHS = frozenset({"description", "immediate_action", "conditions", "person
 
 def standard_titles(rules: Rules) -> dict[str, str]:
     """Field -> the question title the bundled mapping reads it from (its label otherwise)."""
-    data = yaml.safe_load((resources.files("config") / "demo.yaml").read_text())
     titles: dict[str, str] = {}
-    for title, target in (data.get("mapping") or {}).items():
+    for title, target in bundled_mapping().items():
         for field in fields_of(target):
             titles.setdefault(field, title)
     return {f: titles.get(f, spec.label[:1].upper() + spec.label[1:])

@@ -12,21 +12,19 @@ from its answers.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable
 from datetime import date
-from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from config.rules import Rules
+from config.settings import bundled_mapping
 from connectors.base import Pull
 from connectors.errors import NearmissError
 from connectors.form_exports import GoogleFormsCsvSource, MicrosoftFormsXlsxSource
 from connectors.google_forms import form_questions
 from domain.times import day_order
+from transforms.normalize import split_choices
 from transforms.suggest import Guess, guess_fields, guess_values
 
 
@@ -44,15 +42,9 @@ def _answers(pull: Pull, key: str, multi: bool) -> list[str]:
     for r in pull.responses:
         value = r.answers.get(key)
         items = value if isinstance(value, list) else [] if value is None else (
-            re.split(r"\s*;\s*|,\s+", value) if multi else [value])
+            split_choices(value) if multi else [value])
         out += [str(v).strip() for v in items if str(v).strip()]
     return out
-
-
-def _known_titles() -> dict[str, str]:
-    """The demo form's titles: a provider's form often asks the same way."""
-    data = yaml.safe_load((resources.files("config") / "demo.yaml").read_text())
-    return {t: f for t, f in data.get("mapping", {}).items() if isinstance(f, str)}
 
 
 def _mapping_line(g: Guess) -> str:
@@ -132,7 +124,8 @@ def starter_config_for_form(form_id: str, form: dict[str, object], rules: Rules,
 def _starter(titles: list[str], answers_of: Callable[[str, bool], list[str]], rules: Rules, *,
              tz: str, provider: str, origin: str, source: str
              ) -> tuple[str, list[Guess], dict[str, list[Guess]]]:
-    fields = guess_fields(titles, rules, _known_titles())
+    fields = guess_fields(titles, rules, {t: f for t, f in bundled_mapping().items()
+                                          if isinstance(f, str)})
     values: dict[str, list[Guess]] = {}
     dates: list[str] = []
     for g in fields:

@@ -242,9 +242,6 @@ def capture(r: Run) -> None:
 
 # -- 2. anything new? -----------------------------------------------------------------------
 
-# More new responses than this in one run is a form's history coming in, not a busy day.
-HISTORY_RUN = 30
-
 # What a run that recomputes nothing says of the reports: the figures of the run it repeats.
 RESTORED = ("reports", "incomplete", "held", "patterns_open", "unmapped", "warnings")
 
@@ -503,9 +500,8 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
             share=brake.share, at_least=brake.at_least, released=released)
     hold_requests(r, on_hold, mass, {o.key for o in owed})
     if s.mail.digest_alerts_above is not None:
-        # A run that brings in a form's history owes old news: any second alert is digested.
-        history = r.summary.new_responses > HISTORY_RUN
-        owed, covered = digest_alerts(owed, 1 if history else s.mail.digest_alerts_above)
+        owed, covered = digest_alerts(owed, s.mail.digest_alerts_above,
+                                      r.summary.new_responses)
         store.add_digested_alerts(covered, r.now)
     common = {"provider": s.provider, "tracker": r.c.tracker_location}
     items = []

@@ -233,11 +233,20 @@ def owed_messages(
     return owed
 
 
-def digest_alerts(owed: list[Owed], above: int) -> tuple[list[Owed], dict[str, str]]:
+# More new responses than this in one run is a form's history coming in, not a busy day.
+HISTORY_RUN = 30
+
+
+def digest_alerts(owed: list[Owed], above: int, new_responses: int = 0
+                  ) -> tuple[list[Owed], dict[str, str]]:
     """A recipient owed more than `above` alerts in one run gets them as one digest (a form
-    just connected, or a busy day, must not bury a lead in separate emails). Alerts keep
-    their other recipients. Returns what to queue, and each digested alert's key -> the
-    key of the digest that carried it (so no later run owes it again)."""
+    just connected, or a busy day, must not bury a lead in separate emails); in a run that
+    brings in a form's history (over HISTORY_RUN new responses) any second alert is old
+    news and joins the digest. Alerts keep their other recipients. Returns what to queue,
+    and each digested alert's key -> the key of the digest that carried it (so no later
+    run owes it again)."""
+    if new_responses > HISTORY_RUN:
+        above = 1
     per: dict[str, list[Owed]] = {}
     for o in owed:
         if o.kind in ALERT_KINDS:

@@ -79,6 +79,12 @@ def _choice_lookup(choices: dict[str, str]) -> dict[str, str]:
     return lookup
 
 
+def split_choices(value: Any) -> list[str]:
+    """The ticked options of one multi-select answer as the form wrote it: Google joins
+    them with ", ", Microsoft ends each with ";"."""
+    return [p for p in re.split(r"\s*;\s*|,\s+", str(value)) if p and p.strip()]
+
+
 def _split_multi(value: Any, lookup: dict[str, str | None]) -> list[str] | None:
     """Multi-select answers: Google joins ticked options with ", ", Microsoft with ";".
 
@@ -87,8 +93,7 @@ def _split_multi(value: Any, lookup: dict[str, str | None]) -> list[str] | None:
     """
     if not isinstance(value, list | tuple) and _text(value) is None:
         return None
-    parts = list(value) if isinstance(value, list | tuple) else re.split(
-        r"\s*;\s*|,\s+", str(value))
+    parts = list(value) if isinstance(value, list | tuple) else split_choices(value)
     parts = [p.strip() for p in parts if p and p.strip()]
     out: list[str] = []
     i = 0

@@ -245,3 +245,8 @@ def test_more_than_a_handful_of_alerts_to_one_person_come_as_one_digest():
     assert digest_alerts(owed[:3], above=3) == (owed[:3], {})
     # The same alerts digest under the same key: a retried run queues it once.
     assert digest_alerts(owed, above=3)[0][-1].key == digest.key
+    # A run bringing in a form's history: any second alert to a person is digested.
+    pair = [alert(6, "q@x.org"), alert(7, "q@x.org")]
+    assert digest_alerts(pair, above=3, new_responses=30) == (pair, {})
+    out, covered = digest_alerts(pair, above=3, new_responses=31)
+    assert [o.kind for o in out] == ["alert_digest"] and len(covered) == 2
