@@ -76,6 +76,8 @@ from tests.fakes.http import (
     FakeResponse,
     FaultDecision,
     RecordedRequest,
+    column_index,
+    column_letters,
     json_response,
 )
 
@@ -361,24 +363,6 @@ def _prune(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # A1 notation
 # ---------------------------------------------------------------------------------------
-
-
-def column_letters(index: int) -> str:
-    """0 -> "A", 25 -> "Z", 26 -> "AA"."""
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
-def column_index(letters: str) -> int:
-    """"A" -> 0, "AA" -> 26."""
-    value = 0
-    for ch in letters.upper():
-        value = value * 26 + ord(ch) - 64
-    return value - 1
 
 
 def quote_sheet_title(title: str) -> str:

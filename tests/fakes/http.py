@@ -4,7 +4,9 @@ A fake subclasses :class:`FakeHTTPServer` and implements :meth:`FakeHTTPServer.h
 (and usually :meth:`FakeHTTPServer.classify`, which names the API method a request is for).
 The base records every request, counts requests per method id and per API, and injects
 faults (failed answers, dropped connections, slow answers) before a handler runs, so
-retry and quota behaviour of the real client libraries can be tested over real HTTP.
+retry and quota behaviour of the real client libraries can be tested over real HTTP. A
+"lost answer" fault runs the handler (the change is applied) and then drops the connection,
+the case where a client cannot tell whether its write happened.
 
 Each request is handled while holding ``server.lock`` (an ``RLock``); helpers that
 read or change a fake's state take the same lock, so tests may call them while client
@@ -26,10 +28,27 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
 JSON_UTF8 = "application/json; charset=UTF-8"
+
+
+class LostAnswer:
+    """Marker of the "lost answer" fault: the handler runs, then the connection is dropped."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LOST"
+
+
+LOST: Final = LostAnswer()
+"""Among ``set_rate`` statuses: apply the request, then drop the connection unanswered."""
+DROP: Final = None
+"""Among ``set_rate`` statuses: drop the connection before the request is applied."""
+
+FaultStatus = int | LostAnswer | None
 
 
 @dataclass(frozen=True)
@@ -164,7 +183,7 @@ def scope_matches(only: str | None, method_id: str, path: str) -> bool:
 @dataclass
 class _FaultRule:
     remaining: int
-    status: int | None  # None = drop the connection
+    status: FaultStatus  # None = drop the connection, LOST = apply then drop
     retry_after: int | None
     only: str | None
 
@@ -173,6 +192,7 @@ class _FaultRule:
 class FaultDecision:
     status: int | None  # None = drop
     retry_after: int | None = None
+    lost: bool = False  # with status None: run the handler first, then drop
 
 
 @dataclass(frozen=True)
@@ -180,10 +200,11 @@ class InjectedFault:
     method_id: str
     path: str
     status: int | None  # None = dropped
+    lost: bool = False  # dropped after the handler ran
 
 
 class FaultInjector:
-    """Failures injected before a handler runs.
+    """Failures injected before a handler runs (a lost answer lets it run, then drops).
 
     ``only=None`` targets every request except those the server marks ``exempt`` (the
     Google fake exempts its token endpoint so credential refresh is not hit by accident;
@@ -196,7 +217,7 @@ class FaultInjector:
         self._rules: list[_FaultRule] = []
         self._rng = random.Random(seed)
         self.rate = 0.0
-        self.statuses: tuple[int, ...] = (429, 500, 503)
+        self.statuses: tuple[FaultStatus, ...] = (429, 500, 503)
         self.rate_only: str | None = None
         self.delay = 0.0
         self.delay_only: str | None = None
@@ -216,15 +237,21 @@ class FaultInjector:
         with self._lock:
             self._rules.append(_FaultRule(n, None, None, only))
 
+    def lose_next(self, n: int = 1, only: str | None = None) -> None:
+        """Apply the next ``n`` matching requests, then close the connection unanswered."""
+        with self._lock:
+            self._rules.append(_FaultRule(n, LOST, None, only))
+
     def set_rate(
         self,
         rate: float,
-        statuses: Iterable[int] = (429, 500, 503),
+        statuses: Iterable[FaultStatus] = (429, 500, 503),
         seed: int | None = None,
         only: str | None = None,
     ) -> None:
         """Fail a seeded-random fraction of matching requests with a status drawn from
-        ``statuses`` (deterministic for a given seed and request order)."""
+        ``statuses`` (deterministic for a given seed and request order); :data:`DROP` and
+        :data:`LOST` among them drop the connection before or after applying the request."""
         with self._lock:
             self.rate = rate
             self.statuses = tuple(statuses)
@@ -262,14 +289,19 @@ class FaultInjector:
             if rule.remaining > 0 and self._targets(rule.only, method_id, path):
                 rule.remaining -= 1
                 self._rules = [r for r in self._rules if r.remaining > 0]
-                self.injected.append(InjectedFault(method_id, path, rule.status))
-                return FaultDecision(rule.status, rule.retry_after)
+                return self._injected(method_id, path, rule.status, rule.retry_after)
         targeted = self.rate > 0 and self._targets(self.rate_only, method_id, path)
         if targeted and self._rng.random() < self.rate:
             status = self.statuses[self._rng.randrange(len(self.statuses))]
-            self.injected.append(InjectedFault(method_id, path, status))
-            return FaultDecision(status)
+            return self._injected(method_id, path, status, None)
         return None
+
+    def _injected(self, method_id: str, path: str, status: FaultStatus,
+                  retry_after: int | None) -> FaultDecision:
+        lost = isinstance(status, LostAnswer)
+        code = None if isinstance(status, LostAnswer) else status
+        self.injected.append(InjectedFault(method_id, path, code, lost))
+        return FaultDecision(code, retry_after, lost)
 
     def delay_for(self, method_id: str, path: str) -> float:
         if self.delay > 0 and self._targets(self.delay_only, method_id, path):
@@ -471,10 +503,10 @@ class FakeHTTPServer:
             self.counters.record(classification.method_id, classification.api)
             delay = self.faults.delay_for(classification.method_id, request.path)
             decision = self.faults.decide(classification.method_id, request.path)
-            if decision is not None and decision.status is None:
+            if decision is not None and decision.status is None and not decision.lost:
                 return _Outcome(None, delay)
             try:
-                if decision is not None:
+                if decision is not None and not decision.lost:
                     response = self.fault_response(request, classification, decision)
                 else:
                     response = self.handle(request, classification)
@@ -483,4 +515,27 @@ class FakeHTTPServer:
                 response = json_response(
                     500, {"error": {"code": 500, "message": "fake handler crashed"}}
                 )
+            if decision is not None and decision.lost:
+                return _Outcome(None, delay)
             return _Outcome(response, delay)
+
+
+# -- A1 notation, as spreadsheet APIs name cells ----------------------------------------
+
+
+def column_letters(index: int) -> str:
+    """0 -> "A", 25 -> "Z", 26 -> "AA"."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def column_index(letters: str) -> int:
+    """"A" -> 0, "AA" -> 26."""
+    value = 0
+    for ch in letters.upper():
+        value = value * 26 + ord(ch) - 64
+    return value - 1
