@@ -172,7 +172,49 @@ class GoogleFormsApi(_Source):
     overlap_minutes: int = Field(default=10, ge=0)
 
 
-Source = Annotated[GoogleFormsCsv | MicrosoftFormsXlsx | GoogleFormsApi,
+class Workbook(_Strict):
+    """Where an Excel workbook lives in Microsoft 365, in one of four ways:
+
+    - `site` (host and path of a SharePoint site, `contoso.sharepoint.com/sites/quality`)
+      and `path` in its document library (a group form's response workbook);
+    - `user` (whose OneDrive) and `path` in it (a personal form's "Open results in Excel");
+    - `drive_id` and `item_id`, as Graph names them;
+    - `link`: a sharing link copied from Excel's Share button.
+    """
+
+    site: str | None = None
+    user: str | None = None
+    path: str | None = None
+    drive_id: str | None = None
+    item_id: str | None = None
+    link: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Workbook:
+        ways = [bool(self.site), bool(self.user), bool(self.drive_id or self.item_id),
+                bool(self.link)]
+        if sum(ways) != 1:
+            raise ValueError("say where the workbook is in one way: site and path, user and "
+                             "path, drive_id and item_id, or link")
+        if (self.site or self.user) and not self.path:
+            raise ValueError("path is missing: the workbook's path in the document library "
+                             "or OneDrive, such as `Near miss reports.xlsx`")
+        if (self.drive_id or self.item_id) and not (self.drive_id and self.item_id):
+            raise ValueError("give both drive_id and item_id")
+        if self.path and not (self.site or self.user):
+            raise ValueError("path needs a site or a user to be in")
+        return self
+
+
+class MicrosoftFormsGraph(_Source):
+    """A Microsoft Form's response workbook, which Forms keeps in sync, read through Graph."""
+
+    kind: Literal["microsoft_forms_graph"]
+    workbook: Workbook
+    sheet: str | None = None  # first sheet when not given
+
+
+Source = Annotated[GoogleFormsCsv | MicrosoftFormsXlsx | GoogleFormsApi | MicrosoftFormsGraph,
                    Field(discriminator="kind")]
 
 
@@ -198,7 +240,15 @@ class GoogleSheetsTracker(_TrackerSettings):
     protection: Literal["warning", "strict", "off"] = "warning"
 
 
-Tracker = Annotated[XlsxTracker | GoogleSheetsTracker, Field(discriminator="kind")]
+class ExcelGraphTracker(_TrackerSettings):
+    """The tracker as an Excel workbook in SharePoint or OneDrive, written through Graph."""
+
+    kind: Literal["excel_graph"]
+    workbook: Workbook
+
+
+Tracker = Annotated[XlsxTracker | GoogleSheetsTracker | ExcelGraphTracker,
+                    Field(discriminator="kind")]
 
 
 class EmlFolder(_Strict):
@@ -225,7 +275,15 @@ class Gmail(_Strict):
     user_id: str = "me"
 
 
-Transport = Annotated[EmlFolder | Smtp | Gmail, Field(discriminator="kind")]
+class GraphMail(_Strict):
+    """Exchange Online through Graph's sendMail, as the mailbox `user` (the sender's address
+    when not given)."""
+
+    kind: Literal["graph_mail"]
+    user: str | None = None
+
+
+Transport = Annotated[EmlFolder | Smtp | Gmail | GraphMail, Field(discriminator="kind")]
 
 
 class TeamBrief(_Strict):
@@ -270,6 +328,50 @@ class GoogleSettings(_Strict):
     client_secrets_env: str = "NEARMISS_GOOGLE_CLIENT_SECRETS"
     token_file: RelPath = Path("google-token.json")
     max_requests_per_minute: int = Field(default=50, ge=1)
+    # Another host for every Google API and the token endpoint (a private endpoint, a
+    # proxy, a test double); the public hosts when not given.
+    endpoint: str | None = None
+
+
+GRAPH = "https://graph.microsoft.com"
+LOGIN = "https://login.microsoftonline.com"
+
+
+class MicrosoftSettings(_Strict):
+    """How to authenticate to Microsoft 365 (an app registration in Microsoft Entra).
+
+    `auth: app` acts as the application itself, after an admin consented to its
+    permissions: with a certificate (preferred: `certificate_env` names the variable
+    holding the path of a PEM file with the private key and the certificate) or a client
+    secret (`client_secret_env`). `auth: device` acts as a person who signed in once with
+    `nearmiss auth microsoft`, for providers without an admin to consent.
+    """
+
+    tenant: str  # the directory (tenant) id, or a domain such as contoso.onmicrosoft.com
+    client_id: str  # the application (client) id
+    auth: Literal["app", "device"] = "app"
+    certificate_env: str | None = None
+    client_secret_env: str | None = None
+    token_cache: RelPath = Path("microsoft-token.json")
+    # National clouds: US Government https://graph.microsoft.us and
+    # https://login.microsoftonline.us; China https://microsoftgraph.chinacloudapi.cn and
+    # https://login.chinacloudapi.cn. Any other host (a proxy, a test double) works too.
+    graph_endpoint: str = GRAPH
+    login_endpoint: str = LOGIN
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> MicrosoftSettings:
+        if self.auth == "app" and bool(self.certificate_env) == bool(self.client_secret_env):
+            raise ValueError("auth: app needs one credential: certificate_env (the variable "
+                             "holding the path of a PEM certificate with its key, preferred) "
+                             "or client_secret_env (the variable holding a client secret)")
+        if self.auth == "device" and (self.certificate_env or self.client_secret_env):
+            raise ValueError("auth: device signs in as a person (`nearmiss auth microsoft`): "
+                             "remove certificate_env and client_secret_env")
+        return self
+
+    def secret(self) -> str | None:
+        return os.environ.get(self.client_secret_env) if self.client_secret_env else None
 
 
 class Settings(_Strict):
@@ -286,6 +388,7 @@ class Settings(_Strict):
     mail: MailSettings
     roles: dict[str, list[str]] = {}
     google: GoogleSettings | None = None
+    microsoft: MicrosoftSettings | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -360,7 +463,8 @@ def pydantic_problems(exc: ValidationError) -> list[tuple[str, str]]:
 
 
 _UNION_TAGS = {kind for model in (GoogleFormsCsv, MicrosoftFormsXlsx, GoogleFormsApi,
-                                   XlsxTracker, GoogleSheetsTracker, EmlFolder, Smtp, Gmail)
+                                   MicrosoftFormsGraph, XlsxTracker, GoogleSheetsTracker,
+                                   ExcelGraphTracker, EmlFolder, Smtp, Gmail, GraphMail)
                for kind in get_args(model.model_fields["kind"].annotation)}
 
 
@@ -469,6 +573,10 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
     if google_apis(settings) and settings.google is None:
         out.append(("google", "a Google source, tracker or mail transport is configured: add a "
                     "`google:` section saying how to authenticate"))
+    if uses_microsoft(settings) and settings.microsoft is None:
+        out.append(("microsoft", "a Microsoft 365 source, tracker or mail transport is "
+                    "configured: add a `microsoft:` section with the tenant and the app's "
+                    "client_id"))
     if check_credentials:
         out += credential_problems(settings)
     return out
@@ -514,6 +622,12 @@ def google_apis(settings: Settings) -> list[str]:
     return [api for api in ("forms", "sheets", "gmail") if api in used]
 
 
+def uses_microsoft(settings: Settings) -> bool:
+    """Whether any source, the tracker or the mail transport goes through Graph."""
+    return any(isinstance(part, MicrosoftFormsGraph | ExcelGraphTracker | GraphMail)
+               for part in (*settings.sources, settings.tracker, settings.mail.transport))
+
+
 def credential_problems(settings: Settings) -> list[tuple[str, str]]:
     """The secrets (database and SMTP password variables) and credential files (Google)
     that the connectors of `settings` need and that are missing, as `(key, message)`
@@ -525,7 +639,34 @@ def credential_problems(settings: Settings) -> list[tuple[str, str]]:
                     f"{transport.password_env} is not set: export the SMTP password in it"))
     if google_apis(settings) and settings.google is not None:
         out += _google_credentials(settings.google)
+    if uses_microsoft(settings) and settings.microsoft is not None:
+        out += _microsoft_credentials(settings.microsoft)
     return out
+
+
+def _microsoft_credentials(ms: MicrosoftSettings) -> list[tuple[str, str]]:
+    """The secret, certificate or signed-in token the app's authentication needs."""
+    if ms.auth == "device":
+        if not Path(ms.token_cache).is_file():
+            return [("microsoft.token_cache", f"no Microsoft sign-in at {ms.token_cache}: "
+                     "run `nearmiss auth microsoft` once to create it")]
+        return []
+    if ms.client_secret_env:
+        if not ms.secret():
+            return [("microsoft.client_secret_env", f"environment variable "
+                     f"{ms.client_secret_env} is not set: export the app's client secret in "
+                     "it")]
+        return []
+    assert ms.certificate_env is not None
+    try:
+        key_file(ms.certificate_env)
+    except KeyFileError as exc:
+        if exc.reason == "unset":
+            return [("microsoft.certificate_env", f"{exc.problem}: export the path of the "
+                     "app's PEM certificate (private key and certificate) in it")]
+        return [("microsoft.certificate_env", f"{exc.variable} points at {exc.value}, which "
+                 "does not exist: put the app's PEM certificate there")]
+    return []
 
 
 def store_credential_problems(store: StoreSettings) -> list[tuple[str, str]]:

@@ -425,7 +425,11 @@ class MicrosoftFormsXlsxSource(_ExportFile):
                               f"({type(exc).__name__})") from None
 
     def _read(self, raw: bytes) -> Pull:
-        rows = self._rows(raw)
+        return self._parse(self._rows(raw), str(self.path))
+
+    def _parse(self, rows: list[Sequence[object]], where: str) -> Pull:
+        """The responses in a sheet's rows (cells as openpyxl gives them); `where` names
+        the workbook in messages."""
         # Rows above the table are skipped, as pandas did: the header is the first with text.
         top = next((i for i, r in enumerate(rows) if any(_cell_text(v) for v in r)), len(rows))
         width = max((len(r) for r in rows[top:]), default=0)
@@ -435,7 +439,7 @@ class MicrosoftFormsXlsxSource(_ExportFile):
         meta = {k: keys.index(k) for k in map(_key, self.META) if k in keys}
         missing = [c for c in ("ID", "Completion time") if _key(c) not in meta]
         if missing:
-            raise SourceError(f"{self.name}: {self.path} has no {', '.join(map(repr, missing))} "
+            raise SourceError(f"{self.name}: {where} has no {', '.join(map(repr, missing))} "
                               "column: is it a Microsoft Forms responses workbook?")
         columns = [(i, n) for i, n in enumerate(names) if i not in meta.values()]
 

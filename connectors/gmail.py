@@ -14,12 +14,11 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
-from email.utils import getaddresses
 
 from connectors.base import Sender
 from connectors.errors import ApiError, MailError, is_retryable
 from connectors.google_auth import CredentialsRefused, GoogleClients, forbidden_reason
-from connectors.mail import _valid_address
+from connectors.mail import check_recipients
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +86,7 @@ class GmailTransport:
 
         def send(message: EmailMessage) -> None:
             nonlocal temporary
-            recipients = getaddresses([str(v) for h in ("To", "Cc", "Bcc")
-                                       for v in message.get_all(h) or []])
-            bad = [addr or name for name, addr in recipients if not _valid_address(addr)]
-            if bad or not recipients:
-                raise MailError(f"not an email address: {(bad or [''])[0]!r}",
-                                retry_later=False)
+            check_recipients(message)
             request = service.users().messages().send(
                 userId=self.user_id, body={"raw": raw_message(message)})
             try:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from config.settings import GoogleSettings, KeyFileError, KeyKind, key_file
+from connectors.endpoints import pointed
 from connectors.errors import (
     ApiError,
     NearmissError,
@@ -41,19 +41,6 @@ SCOPES = {
 }
 HOSTS = {"forms": "https://forms.googleapis.com", "sheets": "https://sheets.googleapis.com",
          "gmail": "https://gmail.googleapis.com"}
-
-
-class _Rewrite(HTTPAdapter):
-    """Send requests for a Google host to another base URL (a private endpoint or proxy)."""
-
-    def __init__(self, source: str, target: str) -> None:
-        super().__init__()
-        self.source, self.target = source, target.rstrip("/")
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        if request.url and request.url.startswith(self.source):
-            request.url = self.target + request.url[len(self.source):]
-        return super().send(request, **kwargs)
 
 
 class Pacer:
@@ -106,6 +93,8 @@ class GoogleClients:
         apis = list(apis)
         scopes = [s for api in apis if api != "gmail" for s in SCOPES[api]]
         options.setdefault("max_requests_per_minute", settings.max_requests_per_minute)
+        if settings.endpoint:
+            options.setdefault("endpoint", settings.endpoint)
         if settings.auth == "service_account":
             from google.oauth2 import service_account
 
@@ -115,6 +104,8 @@ class GoogleClients:
                 base = service_account.Credentials.from_service_account_file(str(path))
             except (ValueError, KeyError, AttributeError, TypeError):
                 raise NearmissError(_NOT_A_KEY.format(path=path)) from None
+            if options.get("endpoint"):  # the token endpoint moves with the APIs
+                base = base.with_token_uri(str(options["endpoint"]).rstrip("/") + "/token")
             creds = base.with_scopes(scopes) if scopes else None
             gmail = None
             if "gmail" in apis:
@@ -175,9 +166,7 @@ class GoogleClients:
             from google.auth.transport.requests import AuthorizedSession
 
             session = AuthorizedSession(self.credentials)
-        if self.endpoint:
-            session.mount(HOSTS[api], _Rewrite(HOSTS[api], self.endpoint))
-        return session
+        return pointed(session, HOSTS[api], self.endpoint)
 
     def call(self, what: str, fn: Callable[[], T],
              explain: Callable[[ApiError], str | None] | None = None) -> T:

@@ -20,15 +20,11 @@ written RAW, so submitted text such as ``=HYPERLINK(...)`` stays text.
 
 from __future__ import annotations
 
-import bisect
 import json
-import math
-import numbers
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from typing import Any, TypeVar
 
 from gspread.http_client import HTTPClient
@@ -38,7 +34,15 @@ from gspread.utils import rowcol_to_a1
 from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.errors import ApiError
 from connectors.google_auth import GoogleClients, forbidden_reason
-from domain.text import sheet_text
+from connectors.sheet_writes import (
+    JsonValue,
+    archive_spec,
+    by_sheet,
+    json_cell,
+    rectangle,
+    runs,
+    shifted,
+)
 
 T = TypeVar("T")
 
@@ -59,7 +63,6 @@ _URL_ID = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 _MAX_REQUEST_BYTES = 2_000_000
 _ROWS_PER_RANGE = 1000  # appended rows go in ranges of this size, so requests can be split
 
-JsonValue = str | int | float | bool | None
 
 
 @dataclass
@@ -107,7 +110,7 @@ class GoogleSheetsTracker:
         found = [(spec, sheet) for spec in specs if (sheet := _find(sheets, spec.title))]
         named = {sheet.sheet_id for _, sheet in found}
         found += [(archive, sheet) for sheet in sheets.values() if sheet.sheet_id not in named
-                  for archive in [_archive(specs, sheet.title)] if archive is not None]
+                  for archive in [archive_spec(specs, sheet.title)] if archive is not None]
         if not found:
             return {}
         body = self._call(what, lambda: self._http.values_batch_get(
@@ -119,7 +122,7 @@ class GoogleSheetsTracker:
             rows = value_range.get("values") or []  # absent for an empty sheet
             self._last_row[sheet.sheet_id] = max(len(rows), 1)
             self._headers[sheet.sheet_id] = [str(v) for v in rows[0]] if rows else []
-            out[spec.title] = _rectangle(rows)
+            out[spec.title] = rectangle(rows)
         return out
 
     def version(self) -> None:
@@ -130,7 +133,7 @@ class GoogleSheetsTracker:
     def write(self, writes: Sequence[SheetWrite]) -> None:
         """Apply all changes: at most one structural and one values request (plus a read
         when this instance has not read the sheets it writes to)."""
-        writes = _by_sheet(w for w in writes if w)
+        writes = by_sheet(w for w in writes if w)
         if not writes:
             return
         if self._sheets is None or any(
@@ -232,7 +235,7 @@ class GoogleSheetsTracker:
             last = self._last_row.get(sheet.sheet_id, 1) if sheet else 1
             gone = [r for r in w.deleted() if r <= last] if sheet else []
             # The grid the write needs once the rows are gone, plus those rows until then.
-            rows, cols = _extent(_shifted(w, gone), last - len(gone))
+            rows, cols = _extent(shifted(w, gone), last - len(gone))
             if gone:
                 # Sheets refuses to delete every row below a frozen header; and the count
                 # must change for a retry to tell an applied batch (see _update_structure).
@@ -255,13 +258,13 @@ class GoogleSheetsTracker:
             # Highest first, so each request's row numbers are still those of the read.
             requests += [{"deleteDimension": {"range": {
                 "sheetId": sheet.sheet_id, "dimension": "ROWS", "startIndex": start - 1,
-                "endIndex": end}}} for start, end in reversed(_runs(gone))]
+                "endIndex": end}}} for start, end in reversed(runs(gone))]
             if w.create:
                 continue  # it exists after all (a lost answer, a stale read): laid out already
             # New header cells on an existing sheet are bold, as the rest of the header.
             requests += [_repeat(sheet.sheet_id, 0, 1, start - 1, end, {"textFormat": {
                 "bold": True}}, "userEnteredFormat.textFormat.bold")
-                for start, end in _runs(w.header)]
+                for start, end in runs(w.header)]
         return requests
 
     def _layout(self, sheet_id: int, spec: SheetSpec,
@@ -275,14 +278,14 @@ class GoogleSheetsTracker:
                        "userEnteredFormat.textFormat.bold")]
         managers = [c for t, c in columns.items() if t in spec.manager_columns]
         out += [_repeat(sheet_id, 0, 1, start - 1, end, {"backgroundColor": _MANAGER_FILL},
-                        "userEnteredFormat.backgroundColor") for start, end in _runs(managers)]
+                        "userEnteredFormat.backgroundColor") for start, end in runs(managers)]
         out.append({"setBasicFilter": {"filter": {"range": {"sheetId": sheet_id}}}})
         out += [_dropdown(sheet_id, columns[title], choices, 1, None)
                 for title, choices in spec.dropdowns.items() if title in columns]
         if self.protection != "off":
             system = [c for t, c in columns.items()
                       if t in spec.columns and t not in spec.manager_columns]
-            out += [self._protect(sheet_id, start, end) for start, end in _runs(system)]
+            out += [self._protect(sheet_id, start, end) for start, end in runs(system)]
         if spec.overdue_column in columns:
             col = columns[spec.overdue_column]
             out.append({"addConditionalFormatRule": {"index": 0, "rule": {
@@ -340,7 +343,7 @@ class GoogleSheetsTracker:
         if sheet is None or not gone:
             return w
         self._last_row[sheet.sheet_id] = last - len(gone)
-        return _shifted(w, gone)
+        return shifted(w, gone)
 
     def _value_ranges(self, writes: Sequence[SheetWrite]) -> list[dict[str, Any]]:
         assert self._sheets is not None
@@ -352,10 +355,10 @@ class GoogleSheetsTracker:
             cells: dict[tuple[int, int], JsonValue] = {
                 (1, col): text for col, text in w.header.items()}
             for key, value in w.cells.items():
-                json_value = _json_value(value)
+                json_value = json_cell(value)
                 cells[key] = "" if json_value is None else json_value  # null is skipped
             for row in sorted({r for r, _ in cells}):
-                for start, end in _runs(c for r, c in cells if r == row):
+                for start, end in runs(c for r, c in cells if r == row):
                     data.append({"range": f"{title}!{rowcol_to_a1(row, start)}:"
                                           f"{rowcol_to_a1(row, end)}",
                                  "majorDimension": "ROWS",
@@ -386,44 +389,6 @@ class GoogleSheetsTracker:
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def _by_sheet(writes: Iterable[SheetWrite]) -> list[SheetWrite]:
-    """One write per sheet, so a sheet is added once and its rows appended in one block."""
-    out: dict[str, SheetWrite] = {}
-    for w in writes:
-        key = w.spec.title.casefold()
-        if key not in out:
-            out[key] = SheetWrite(spec=w.spec)
-        merged = out[key]
-        merged.create |= w.create
-        merged.header.update(w.header)
-        merged.cells.update(w.cells)
-        merged.append.extend(w.append)
-        merged.delete_rows.extend(w.delete_rows)
-    return list(out.values())
-
-
-def _archive(specs: Sequence[SheetSpec], title: str) -> SheetSpec | None:
-    """The spec of an archive sheet of one of `specs`, named as the sheet is."""
-    for spec in specs:
-        year = spec.archive_year(title)
-        if year is not None:
-            return spec.archive(year, title)
-    return None
-
-
-def _shifted(w: SheetWrite, gone: Sequence[int]) -> SheetWrite:
-    """`w` on the sheet once the rows `gone` are deleted: cells in them dropped, cells
-    below moved up (appended rows follow the last row, which the caller moves)."""
-    if not gone:
-        return w
-    order = sorted(gone)
-    doomed = set(order)
-    cells = {(row - bisect.bisect_left(order, row), col): value
-             for (row, col), value in w.cells.items() if row not in doomed}
-    return SheetWrite(spec=w.spec, create=w.create, header=dict(w.header), cells=cells,
-                      append=w.append)
 
 
 def _parse_sheets(body: Mapping[str, Any]) -> dict[str, _Sheet]:
@@ -463,44 +428,9 @@ def _new_sheet_id(title: str, taken: set[int]) -> int:
     return sheet_id
 
 
-def _rectangle(rows: list[list[Any]]) -> list[list[Cell]]:
-    """Rows as the XLSX tracker gives them: padded to one width, empty cells None.
-
-    The API trims trailing empty cells per row; padding keeps the header as wide as the
-    widest row, so a new column never lands on text a manager typed past the header.
-    """
-    width = max((len(row) for row in rows), default=0)
-    return [[None if v == "" else v for v in row] + [None] * (width - len(row)) for row in rows]
-
-
-def _json_value(value: Cell) -> JsonValue:
-    """A cell as JSON. Dates arrive as text; anything else unexpected is written as text.
-
-    Text is made safe and cut to the cell limit (Sheets takes 50,000 characters, the XLSX
-    tracker 32,767: one limit keeps the two backends alike), so no value fails the batch.
-    """
-    if isinstance(value, str):
-        return sheet_text(value)
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        return number if math.isfinite(number) else None  # NaN: a missing value
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d" if value.time() == time() else "%Y-%m-%d %H:%M")
-    if isinstance(value, date):
-        return value.isoformat()
-    item = getattr(value, "item", None)  # numpy scalars (numpy.bool_ is not Integral)
-    if callable(item):
-        return _json_value(item())
-    return sheet_text(str(value))
-
-
 def _appended(line: Sequence[Cell]) -> list[JsonValue]:
     """An appended row: None and "" are left empty (null cells are skipped by the API)."""
-    out = [None if v == "" else v for v in map(_json_value, line)]
+    out = [None if v == "" else v for v in map(json_cell, line)]
     while out and out[-1] is None:
         out.pop()
     return out
@@ -509,7 +439,7 @@ def _appended(line: Sequence[Cell]) -> list[JsonValue]:
 def _append_start(w: SheetWrite, last: int) -> int:
     """The first appended row: after the last row holding a value, counting the cells this
     write fills (as the XLSX tracker does); row 2 on an empty sheet."""
-    filled = [r for (r, _), v in w.cells.items() if _json_value(v) not in (None, "")]
+    filled = [r for (r, _), v in w.cells.items() if json_cell(v) not in (None, "")]
     return max([last, 1, *filled, *([1] if w.header else [])]) + 1
 
 
@@ -520,17 +450,6 @@ def _extent(w: SheetWrite, last: int) -> tuple[int, int]:
     cols = max([0, *w.header, *(c for _, c in w.cells),
                 *(len(_appended(line)) for line in w.append)])
     return rows, cols
-
-
-def _runs(columns: Iterable[int]) -> list[tuple[int, int]]:
-    """1-based columns as contiguous (first, last) runs: [1, 2, 3, 5] -> [(1, 3), (5, 5)]."""
-    out: list[tuple[int, int]] = []
-    for col in sorted(set(columns)):
-        if out and out[-1][1] == col - 1:
-            out[-1] = (out[-1][0], col)
-        else:
-            out.append((col, col))
-    return out
 
 
 def _repeat(sheet_id: int, start_row: int, end_row: int, start_col: int | None,

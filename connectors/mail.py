@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, getaddresses, parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,16 @@ def build_message(item: dict[str, Any], sender: str, reply_to: str | None,
     if item.get("body_html"):
         msg.add_alternative(safe_text(item["body_html"]), subtype="html")
     return msg
+
+
+def check_recipients(message: EmailMessage) -> None:
+    """Refuse, for good, a message an API would reject whole for one bad address: the
+    rest of the outbox still goes."""
+    recipients = getaddresses([str(v) for h in ("To", "Cc", "Bcc")
+                               for v in message.get_all(h) or []])
+    bad = [addr or name for name, addr in recipients if not _valid_address(addr)]
+    if bad or not recipients:
+        raise MailError(f"not an email address: {(bad or [''])[0]!r}", retry_later=False)
 
 
 def _valid_address(address: str) -> bool:

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from xml.sax.saxutils import escape
 
+from connectors.sheet_writes import column_letter, column_number
 from domain.records import Cell, SheetWrite
 from domain.text import sheet_text
 
@@ -107,21 +108,6 @@ def _same(before: Cell, after: Cell) -> bool:
     if after == "":
         after = None
     return before == after and type(before) is type(after)
-
-
-def column_letter(col: int) -> str:
-    letters = ""
-    while col:
-        col, rem = divmod(col - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
-def column_number(letters: bytes | str) -> int:
-    n = 0
-    for ch in letters.decode() if isinstance(letters, bytes) else letters:
-        n = n * 26 + ord(ch) - 64
-    return n
 
 
 def _cell_xml(ref: str, value: Cell, style: bytes | None) -> bytes:

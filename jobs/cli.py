@@ -170,10 +170,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--password-env", metavar="NAME",
                    help="the environment variable holding the target database's password")
 
-    p = sub.add_parser("auth", help="create an OAuth user token (Google)",
-                       description="Run the one-time OAuth consent for `google.auth: user` "
+    p = sub.add_parser("auth", help="sign in once as a person (Google or Microsoft)",
+                       description="Run the one-time OAuth consent for `google.auth: user`, "
+                                   "or the device-code sign-in for `microsoft.auth: device`, "
                                    "and store the token where the config says.")
-    p.add_argument("provider", choices=["google"])
+    p.add_argument("provider", choices=["google", "microsoft"])
     return parser
 
 
@@ -556,11 +557,13 @@ def _store_credentials(config: Config) -> None:
         raise ConfigError(problems, str(config.path))
 
 
-def cmd_auth(args: argparse.Namespace) -> int:
+def cmd_auth(args: argparse.Namespace, login_session: Any = None) -> int:
+    config = load_config(args.config, check_credentials=False)
+    if args.provider == "microsoft":
+        return _auth_microsoft(config, login_session)
     from connectors.google_auth import authorise_user
     from jobs.wiring import google_apis
 
-    config = load_config(args.config, check_credentials=False)
     if config.settings.google is None:
         raise ConfigError([("google", "add a `google:` section with `auth: user` first")])
     apis = google_apis(config.settings)
@@ -569,6 +572,20 @@ def cmd_auth(args: argparse.Namespace) -> int:
                                       "configured: there is nothing to authorise")])
     path = authorise_user(config.settings.google, apis)
     print(f"nearmiss: token stored in {path}")
+    return 0
+
+
+def _auth_microsoft(config: Config, login_session: Any = None) -> int:
+    """Device-code sign-in: the person opens the address shown on any device, types the
+    code, and signs in; the token cache (readable by its owner only) keeps them signed in."""
+    from connectors.graph import Tokens
+
+    ms = config.settings.microsoft
+    if ms is None or ms.auth != "device":
+        raise ConfigError([("microsoft.auth", "`nearmiss auth microsoft` signs in a person: "
+                                              "set `auth: device` under microsoft: first")])
+    who = Tokens(ms, session=login_session).sign_in(lambda text: print(text, flush=True))
+    print(f"nearmiss: signed in as {who}; the sign-in is kept in {ms.token_cache}")
     return 0
 
 

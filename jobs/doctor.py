@@ -22,17 +22,21 @@ from pydantic import BaseModel
 from config.settings import (
     Config,
     EmlFolder,
+    ExcelGraphTracker,
     Gmail,
     GoogleFormsApi,
     GoogleFormsCsv,
     GoogleSheetsTracker,
+    GraphMail,
     KeyFileError,
+    MicrosoftFormsGraph,
     MicrosoftFormsXlsx,
     Smtp,
     XlsxTracker,
     google_api,
     google_apis,
     key_file,
+    uses_microsoft,
 )
 from connectors.base import Pull
 from connectors.errors import ApiError, NearmissError
@@ -49,13 +53,15 @@ class _Failed(Exception):
 
 
 class Doctor:
-    def __init__(self, config: Config, clients: Any, out: Out) -> None:
+    def __init__(self, config: Config, clients: Any, out: Out, graph: Any = None) -> None:
         self.config = config
         self.settings = config.settings
         self.clients = clients
+        self.graph = graph  # a GraphClients
         self.out = out
         self.problems: list[str] = []
         self.google_ready = True
+        self.permissions: set[str] | None = None  # what the Microsoft token carries
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -84,6 +90,8 @@ class Doctor:
         s = self.settings
         if google_apis(s):
             self.google_credentials()
+        if uses_microsoft(s):
+            self.microsoft_credentials()
         self.check("store", lambda: self.store(s.store.path) if s.store.url is None
                    else self.server_store())
         for i, src in enumerate(s.sources):
@@ -100,11 +108,118 @@ class Doctor:
         if google_api(part) and not self.google_ready:
             self.out(f"skip: {what}: not tried without working Google credentials")
             return
+        if isinstance(part, _MICROSOFT) and self.permissions is None:
+            self.out(f"skip: {what}: not tried without working Microsoft credentials")
+            return
         CHECKS[type(part)](self, what, part, key)
 
     def connector(self, part: BaseModel) -> Any:
         """The connector a run would build for `part` (jobs.wiring): building it does no I/O."""
-        return wiring.connector(self.config, part, self.clients)
+        return wiring.connector(self.config, part, self.clients, self.graph)
+
+    # -- Microsoft credentials --------------------------------------------------------------
+
+    def microsoft_credentials(self) -> None:
+        """A token for Graph, and the permissions it carries: application roles for an app,
+        delegated scopes for a signed-in person."""
+        from connectors.graph import GraphClients, consent_link, token_claims
+
+        what, ms = "Microsoft credentials", self.settings.microsoft
+        assert ms is not None  # the config check requires it
+        try:
+            if self.graph is None:
+                self.graph = GraphClients.from_settings(ms)
+            token = self.graph.token()
+        except NearmissError as exc:
+            self.fail(what, str(exc))
+            return
+        claims = token_claims(str(token.get("access_token", "")))
+        if ms.auth == "device":
+            granted = set(str(claims.get("scp", "")).split())
+            who = claims.get("upn") or claims.get("preferred_username") or "the signed-in person"
+            self.permissions = granted
+            self.ok(what, f"signed in as {who} (delegated: {', '.join(sorted(granted)) or 'none'})")
+            return
+        granted = {str(r) for r in claims.get("roles") or []}
+        self.permissions = granted
+        if not granted:
+            self.fail(what, f"the app {ms.client_id} has no application permission consented",
+                      f"an admin opens {consent_link(ms)}")
+            return
+        self.ok(what, f"app {ms.client_id} in tenant {ms.tenant} (application permissions: "
+                      f"{', '.join(sorted(granted))})")
+
+    def needs(self, what: str, any_of: tuple[str, ...], purpose: str) -> bool:
+        """Whether the token carries one of `any_of`; if not, say which to add and how."""
+        from connectors.graph import consent_link
+
+        ms = self.settings.microsoft
+        assert ms is not None and self.permissions is not None
+        if self.permissions & set(any_of):
+            return True
+        how = (f"an admin adds it to the app registration and consents: {consent_link(ms)}"
+               if ms.auth == "app" else "run `nearmiss auth microsoft` again and accept it")
+        self.fail(what, f"the token lacks a permission to {purpose} (one of "
+                        f"{', '.join(any_of)})", how)
+        return False
+
+    def graph_failure(self, exc: NearmissError, place: str) -> _Failed:
+        """A 403 on a workbook: with Sites.Selected, the app needs a grant on the site."""
+        from connectors.graph import consent_link
+
+        ms = self.settings.microsoft
+        assert ms is not None
+        status = getattr(exc, "status", None)
+        if status == 403 and "Sites.Selected" in (self.permissions or set()):
+            return _Failed(str(exc).split(": HTTP")[0] + f": the app may not open {place}",
+                           f"an admin grants the app {ms.client_id} write access to that "
+                           "site: POST /v1.0/sites/{site-id}/permissions with roles [\"write\"] "
+                           "and grantedToIdentities [{application: {id: client_id}}], or "
+                           "Grant-PnPAzureADAppSitePermission -Permissions Write")
+        if status == 403:
+            return _Failed(str(exc), f"consent to Files.ReadWrite.All (or use Sites.Selected "
+                                     f"with a site grant): {consent_link(ms)}")
+        return _Failed(str(exc))
+
+    def forms_workbook(self, what: str, src: MicrosoftFormsGraph, key: str) -> None:
+        if not self.needs(what, _READ_FILES, "read the response workbook"):
+            return
+        try:
+            pulled = self.connector(src).pull(None)
+        except NearmissError as exc:
+            failed = self.graph_failure(exc, "the response workbook")
+            self.fail(what, failed.problem, failed.fix)
+            return
+        self.ok(what, f"the response workbook is readable ({len(pulled.responses)} "
+                      f"responses, {len(pulled.questions)} questions)")
+        self.mapping(what, src, pulled.questions)
+        self.values(what, src, pulled)
+
+    def excel_tracker(self, t: ExcelGraphTracker) -> str:
+        """Locate it, open an edit session (which needs edit rights) and read its sheets;
+        the session is closed without a change."""
+        from transforms.tracker import SHEETS
+
+        if not self.needs("tracker", _WRITE_FILES, "edit the tracker workbook"):
+            return "see the line above"
+        tracker = self.connector(t)
+        try:
+            found = tracker.read(SHEETS)
+        except NearmissError as exc:
+            raise self.graph_failure(exc, "the tracker workbook") from None
+        finally:
+            tracker._close()
+        sheets = ", ".join(found) or "none of the tracker's sheets yet"
+        return f"the tracker workbook is readable and editable ({sheets})"
+
+    def graph_mail(self, t: GraphMail) -> str:
+        """Mail.Send in the token: Graph has no way to try sending without sending."""
+        from email.utils import parseaddr
+
+        who = t.user or parseaddr(self.settings.mail.sender)[1]
+        if not self.needs("mail", ("Mail.Send",), f"send as {who}"):
+            return "see the line above"
+        return f"the token may send mail as {who} (Mail.Send; nothing was sent)"
 
     # -- Google credentials ---------------------------------------------------------------------
 
@@ -372,7 +487,15 @@ CHECKS: dict[type[BaseModel], Check] = {
     EmlFolder: _one_line(Doctor.outbox_folder),
     Smtp: _one_line(Doctor.smtp),
     Gmail: _one_line(Doctor.gmail),
+    MicrosoftFormsGraph: Doctor.forms_workbook,
+    ExcelGraphTracker: _one_line(Doctor.excel_tracker),
+    GraphMail: _one_line(Doctor.graph_mail),
 }
+_MICROSOFT = (MicrosoftFormsGraph, ExcelGraphTracker, GraphMail)
+# Application roles or delegated scopes that let the app read or edit a workbook.
+_WRITE_FILES = ("Files.ReadWrite.All", "Sites.ReadWrite.All", "Sites.Selected",
+                "Files.ReadWrite", "Sites.Manage.All", "Sites.FullControl.All")
+_READ_FILES = (*_WRITE_FILES, "Files.Read.All", "Sites.Read.All", "Files.Read")
 
 # The fix `nearmiss doctor` gives for each reason a service account key file is unusable.
 _KEY_FILE_FIXES = {
@@ -439,11 +562,13 @@ def _probe_folder(folder: Path) -> Path:
     return probe
 
 
-def doctor(config: Config, clients: Any = None, out: Out = print) -> list[str]:
+def doctor(config: Config, clients: Any = None, out: Out = print,
+           graph: Any = None) -> list[str]:
     """Try each connector of `config` without changing anything; print one line per check
     and return the problems found (empty when all is well).
 
     `clients` (a GoogleClients) replaces the credentials of the config's `google:` section,
-    as in `jobs.wiring.build`, so tests can point the checks at local fakes.
+    as in `jobs.wiring.build`, so tests can point the checks at local fakes; `graph` (a
+    GraphClients) those of the `microsoft:` section.
     """
-    return Doctor(config, clients, out).run()
+    return Doctor(config, clients, out, graph).run()

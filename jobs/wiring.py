@@ -2,7 +2,8 @@
 
 `CONNECTORS` is the one place that says which connector each kind of source, tracker and
 mail transport builds: a run (`build`) and `nearmiss doctor` both get theirs from
-`connector`.
+`connector`. The cloud clients (Google's, Microsoft Graph's) are made only when a config
+uses them, once per deployment, and tests hand in clients pointed at local fakes.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from pydantic import BaseModel
 from config.settings import (
     Config,
     EmlFolder,
+    ExcelGraphTracker,
     Gmail,
     GoogleFormsApi,
     GoogleFormsCsv,
     GoogleSheetsTracker,
+    GraphMail,
+    MicrosoftFormsGraph,
     MicrosoftFormsXlsx,
     Settings,
     Smtp,
@@ -33,9 +37,17 @@ from connectors.store import Store
 from connectors.templates import Renderer
 from connectors.xlsx_tracker import XlsxTracker as XlsxTrackerConnector
 
-# The GoogleClients of one Google connector, made only when such a connector is built.
-GoogleFactory = Callable[[], Any]
-Builder = Callable[[Any, Settings, GoogleFactory], Any]
+
+@dataclass
+class Clients:
+    """The cloud clients of one deployment, each made the first time a connector needs it:
+    `google()` a GoogleClients, `microsoft()` a GraphClients."""
+
+    google: Callable[[], Any]
+    microsoft: Callable[[], Any]
+
+
+Builder = Callable[[Any, Settings, Clients], Any]
 
 
 @dataclass
@@ -48,45 +60,67 @@ class Connectors:
     tracker_location: str  # how emails point managers at the tracker
 
 
-def _google_forms_csv(src: GoogleFormsCsv, s: Settings, google: GoogleFactory) -> FormSource:
+def _google_forms_csv(src: GoogleFormsCsv, s: Settings, clients: Clients) -> FormSource:
     return GoogleFormsCsvSource(src.name, src.path, s.tz, s.dayfirst)
 
 
 def _microsoft_forms_xlsx(src: MicrosoftFormsXlsx, s: Settings,
-                          google: GoogleFactory) -> FormSource:
+                          clients: Clients) -> FormSource:
     return MicrosoftFormsXlsxSource(src.name, src.path, s.tz, src.sheet)
 
 
-def _google_forms_api(src: GoogleFormsApi, s: Settings, google: GoogleFactory) -> FormSource:
+def _google_forms_api(src: GoogleFormsApi, s: Settings, clients: Clients) -> FormSource:
     from connectors.google_forms import GoogleFormsSource
 
-    return GoogleFormsSource(src.name, src.form_id, google(),
+    return GoogleFormsSource(src.name, src.form_id, clients.google(),
                              overlap_minutes=src.overlap_minutes)
 
 
-def _xlsx_tracker(t: XlsxTracker, s: Settings, google: GoogleFactory) -> Tracker:
+def _xlsx_tracker(t: XlsxTracker, s: Settings, clients: Clients) -> Tracker:
     return XlsxTrackerConnector(t.path)
 
 
-def _google_sheets(t: GoogleSheetsTracker, s: Settings, google: GoogleFactory) -> Tracker:
+def _google_sheets(t: GoogleSheetsTracker, s: Settings, clients: Clients) -> Tracker:
     from connectors.google_sheets import GoogleSheetsTracker as SheetsConnector
 
-    return SheetsConnector(t.spreadsheet_id, google(), protection=t.protection)
+    return SheetsConnector(t.spreadsheet_id, clients.google(), protection=t.protection)
 
 
-def _eml_folder(t: EmlFolder, s: Settings, google: GoogleFactory) -> MailTransport:
+def _eml_folder(t: EmlFolder, s: Settings, clients: Clients) -> MailTransport:
     return EmlFolderTransport(t.path)
 
 
-def _smtp(t: Smtp, s: Settings, google: GoogleFactory) -> MailTransport:
+def _smtp(t: Smtp, s: Settings, clients: Clients) -> MailTransport:
     return SmtpTransport(t.host, t.port, t.security, t.username, t.password(),
                          t.timeout_seconds, t.ca_file)
 
 
-def _gmail(t: Gmail, s: Settings, google: GoogleFactory) -> MailTransport:
+def _gmail(t: Gmail, s: Settings, clients: Clients) -> MailTransport:
     from connectors.gmail import GmailTransport
 
-    return GmailTransport(google(), user_id=t.user_id)
+    return GmailTransport(clients.google(), user_id=t.user_id)
+
+
+def _microsoft_forms_graph(src: MicrosoftFormsGraph, s: Settings,
+                           clients: Clients) -> FormSource:
+    from connectors.microsoft_forms import MicrosoftFormsGraphSource
+
+    return MicrosoftFormsGraphSource(src.name, src.workbook, clients.microsoft(), s.tz,
+                                     src.sheet)
+
+
+def _excel_graph(t: ExcelGraphTracker, s: Settings, clients: Clients) -> Tracker:
+    from connectors.excel_graph import ExcelGraphTracker as ExcelConnector
+
+    return ExcelConnector(t.workbook, clients.microsoft())
+
+
+def _graph_mail(t: GraphMail, s: Settings, clients: Clients) -> MailTransport:
+    from email.utils import parseaddr
+
+    from connectors.graph_mail import GraphMailTransport
+
+    return GraphMailTransport(clients.microsoft(), t.user or parseaddr(s.mail.sender)[1])
 
 
 # Each kind of the config's sources, tracker and mail transport -> how its connector is built.
@@ -95,41 +129,73 @@ CONNECTORS: dict[type[BaseModel], Builder] = {
     GoogleFormsCsv: _google_forms_csv,
     MicrosoftFormsXlsx: _microsoft_forms_xlsx,
     GoogleFormsApi: _google_forms_api,
+    MicrosoftFormsGraph: _microsoft_forms_graph,
     XlsxTracker: _xlsx_tracker,
     GoogleSheetsTracker: _google_sheets,
+    ExcelGraphTracker: _excel_graph,
     EmlFolder: _eml_folder,
     Smtp: _smtp,
     Gmail: _gmail,
+    GraphMail: _graph_mail,
 }
 
 
-def connector(config: Config, part: BaseModel, google: Any = None) -> Any:
+def connector(config: Config, part: BaseModel, google: Any = None,
+              microsoft: Any = None) -> Any:
     """The connector one part of `config` builds: a source (a FormSource), the tracker (a
     Tracker) or the mail transport (a MailTransport). Building one does no I/O.
 
-    `google` (a GoogleClients) replaces the default Google authentication, so tests can
-    point the real client libraries at local fakes; without it, each Google connector gets
-    clients of its own from the config's `google:` section.
+    `google` (a GoogleClients) and `microsoft` (a GraphClients) replace the default
+    authentication, so tests can point the real client libraries at local fakes; without
+    them, the clients are made from the config's `google:` and `microsoft:` sections.
     """
-    return CONNECTORS[type(part)](part, config.settings, lambda: _google(config, google))
+    return CONNECTORS[type(part)](part, config.settings, clients(config, google, microsoft))
 
 
-def build(config: Config, google: Any = None, store: Store | None = None) -> Connectors:
-    """The connectors of `config`; `google` as for `connector`; `store` instead of the
-    configured one (a preview's scratch copy)."""
+def clients(config: Config, google: Any = None, microsoft: Any = None) -> Clients:
+    """The cloud clients of `config`, each made when first asked for: each Google connector
+    gets its own GoogleClients (their scopes differ), the Microsoft ones share one
+    GraphClients (one token cache)."""
+    graph = microsoft
+
+    def ms() -> Any:
+        nonlocal graph
+        if graph is None:
+            from connectors.graph import GraphClients
+
+            assert config.settings.microsoft is not None  # the config check requires it
+            graph = GraphClients.from_settings(config.settings.microsoft)
+        return graph
+
+    return Clients(lambda: _google(config, google), ms)
+
+
+def build(config: Config, google: Any = None, store: Store | None = None,
+          microsoft: Any = None) -> Connectors:
+    """The connectors of `config`; `google` and `microsoft` as for `connector`; `store`
+    instead of the configured one (a preview's scratch copy)."""
     s = config.settings
-    sources = [connector(config, src, google) for src in s.sources]
-    tracker = connector(config, s.tracker, google)
-    transport = connector(config, s.mail.transport, google)
+    shared = clients(config, google, microsoft)
+    sources = [CONNECTORS[type(src)](src, s, shared) for src in s.sources]
+    tracker = CONNECTORS[type(s.tracker)](s.tracker, s, shared)
+    transport = CONNECTORS[type(s.mail.transport)](s.mail.transport, s, shared)
     # the store last: a config whose connectors cannot be built leaves it untouched
     return Connectors(store=store or Store.open(s.store), sources=sources, tracker=tracker,
                       transport=transport, renderer=Renderer(s.mail.templates),
                       tracker_location=_tracker_location(s.tracker))
 
 
-def _tracker_location(t: XlsxTracker | GoogleSheetsTracker) -> str:
+def _tracker_location(t: XlsxTracker | GoogleSheetsTracker | ExcelGraphTracker) -> str:
     if isinstance(t, GoogleSheetsTracker):
         return f"https://docs.google.com/spreadsheets/d/{t.spreadsheet_id}"
+    if isinstance(t, ExcelGraphTracker):
+        w = t.workbook
+        if w.link:
+            return w.link
+        if w.site:
+            return f"{w.path} in https://{w.site.removeprefix('https://')}"
+        return f"{w.path} in the OneDrive of {w.user}" if w.user else \
+            "the tracker workbook in Microsoft 365"
     return str(t.path)
 
 

@@ -276,3 +276,59 @@ def test_google_apis_are_those_of_the_kinds_in_use_in_a_fixed_order(tmp_path):
     settings = load_config(write(tmp_path, data), check_credentials=False).settings
     assert google_apis(settings) == ["forms", "sheets", "gmail"]
     assert [google_api(part) for part in settings.sources] == [None, None, "forms"]
+
+
+MICROSOFT_EXAMPLE = DEMO.parent / "microsoft.example.yaml"
+
+
+def test_the_microsoft_example_loads_and_names_its_missing_certificate(monkeypatch):
+    monkeypatch.delenv("NEARMISS_MS_CERTIFICATE", raising=False)
+    settings = load_config(MICROSOFT_EXAMPLE, check_credentials=False).settings
+    assert settings.sources[0].workbook.site == "oakfieldcare.sharepoint.com/sites/quality"
+    assert settings.tracker.kind == "excel_graph" and settings.mail.transport.kind == "graph_mail"
+    with pytest.raises(ConfigError) as err:
+        load_config(MICROSOFT_EXAMPLE)
+    assert [k for k, _ in err.value.problems] == ["microsoft.certificate_env"]
+    assert "NEARMISS_MS_CERTIFICATE is not set" in err.value.lines()[0]
+
+
+@pytest.mark.parametrize("workbook, says", [
+    ({"site": "contoso.sharepoint.com/sites/q"}, "path is missing"),
+    ({"path": "a.xlsx"}, "in one way"),
+    ({"site": "contoso.sharepoint.com/sites/q", "path": "a.xlsx", "link": "https://x"},
+     "in one way"),
+    ({"drive_id": "b!x"}, "both drive_id and item_id"),
+    ({}, "in one way"),
+])
+def test_a_workbook_is_placed_in_exactly_one_way(tmp_path, workbook, says):
+    data = demo_data()
+    data["tracker"] = {"kind": "excel_graph", "workbook": workbook}
+    data["microsoft"] = {"tenant": "t", "client_id": "c", "client_secret_env": "X"}
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, data), check_credentials=False)
+    assert [k for k, _ in err.value.problems] == ["tracker.workbook"]
+    assert says in err.value.problems[0][1]
+
+
+def test_graph_connectors_need_a_microsoft_section_with_one_credential(tmp_path, monkeypatch):
+    data = demo_data()
+    data["mail"]["transport"] = {"kind": "graph_mail"}
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, data))
+    assert [k for k, _ in err.value.problems] == ["microsoft"]
+    data["microsoft"] = {"tenant": "t", "client_id": "c"}
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, data))
+    assert "one credential" in err.value.lines()[0]
+    data["microsoft"]["client_secret_env"] = "NEARMISS_TEST_MS_SECRET"
+    monkeypatch.delenv("NEARMISS_TEST_MS_SECRET", raising=False)
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, data))
+    assert [k for k, _ in err.value.problems] == ["microsoft.client_secret_env"]
+    monkeypatch.setenv("NEARMISS_TEST_MS_SECRET", "s3cret")
+    assert load_config(write(tmp_path, data)).settings.microsoft.secret() == "s3cret"
+    data["microsoft"] = {"tenant": "t", "client_id": "c", "auth": "device",
+                         "token_cache": "ms.json"}
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, data))
+    assert "nearmiss auth microsoft" in err.value.lines()[0]

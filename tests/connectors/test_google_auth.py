@@ -324,3 +324,15 @@ def test_config_names_missing_google_credentials(tmp_path, monkeypatch):
     load_config(path, check_credentials=False)
     (tmp_path / "google-token.json").write_text("{}")
     load_config(path)
+
+
+def test_the_google_endpoint_is_a_setting_that_moves_the_token_endpoint_too(
+        server, tmp_path, monkeypatch):
+    # The key names Google's own token endpoint; `google.endpoint` sends both elsewhere.
+    monkeypatch.setenv(KEY_ENV, str(write_service_account_key(
+        tmp_path / "sa.json", "https://oauth2.googleapis.com/token")))
+    settings = GoogleSettings(key_file_env=KEY_ENV, endpoint=server.url)
+    clients = GoogleClients.from_settings(settings, ["forms"], **FAST)
+    assert clients.endpoint == server.url
+    GoogleFormsSource("form", make_form(server), clients).pull(None)
+    assert len(server.tokens.issued) == 1

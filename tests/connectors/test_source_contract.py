@@ -124,7 +124,49 @@ class ApiForm:
         self.server.assert_no_violations()
 
 
-IMPLEMENTATIONS = {"google_csv": CsvForm, "microsoft_xlsx": XlsxForm, "google_forms_api": ApiForm}
+class GraphForm(XlsxForm):
+    """A Microsoft Form's response workbook in SharePoint, read through Graph (the fake)."""
+
+    def __init__(self, folder: Path) -> None:
+        from tests.fakes.microsoft import MicrosoftFakeServer
+        from tests.fakes.microsoft_deployment import graph_clients, tenant
+
+        self.folder = folder
+        self.server = MicrosoftFakeServer().start()
+        site = tenant(self.server)
+        self.header = ["ID", "Start time", "Completion time", "Email", "Name",
+                       "Last modified time", *QUESTIONS]
+        self.item = self.server.graph.forms_workbook(self.server.graph.drive_of_site(site),
+                                                     "Near miss.xlsx", self.header, [])
+        self.clients = graph_clients(self.server, folder)
+        self.rows = []
+
+    def _write(self) -> None:  # as Forms does: every row of the table, in place
+        graph = self.server.graph
+        present = len(graph.cells(self.item, "Sheet1")) - 1
+        for i, row in enumerate(self.rows[:present], start=2):
+            for col, value in enumerate(row, start=1):
+                if graph.cells(self.item, "Sheet1")[i - 1][col - 1:col] != [value]:
+                    graph.set_cell(self.item, "Sheet1", i, col, value)
+        if len(self.rows) > present:
+            graph.append_rows(self.item, "Sheet1", self.rows[present:])
+
+    def source(self) -> FormSource:
+        from config.settings import Workbook
+        from connectors.microsoft_forms import MicrosoftFormsGraphSource
+        from tests.fakes.microsoft_deployment import HOST, SITE
+
+        return MicrosoftFormsGraphSource("form", Workbook(site=HOST + SITE,
+                                                          path="Near miss.xlsx"),
+                                         self.clients, TZ)
+
+    def close(self) -> None:
+        self.server.stop()
+        self.server.assert_no_violations()
+
+
+IMPLEMENTATIONS = {"google_csv": CsvForm, "microsoft_xlsx": XlsxForm, "google_forms_api": ApiForm,
+                   "microsoft_forms_graph": GraphForm}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))

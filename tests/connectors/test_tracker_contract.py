@@ -29,7 +29,23 @@ def google_sheets(tmp_path: Path) -> Iterator[Callable[[], Tracker]]:
         server.assert_no_violations()  # every request was one the real API accepts
 
 
-IMPLEMENTATIONS = {"xlsx": xlsx, "google_sheets": google_sheets}
+def excel_graph(tmp_path: Path) -> Iterator[Callable[[], Tracker]]:
+    from config.settings import Workbook
+    from connectors.excel_graph import ExcelGraphTracker
+    from tests.fakes.microsoft import MicrosoftFakeServer
+    from tests.fakes.microsoft_deployment import HOST, SITE, graph_clients, tenant
+
+    with MicrosoftFakeServer() as server:
+        site = tenant(server)
+        server.graph.add_workbook(server.graph.drive_of_site(site), "Tracker.xlsx",
+                                  {"Sheet1": []})
+        clients = graph_clients(server, tmp_path)
+        where = Workbook(site=HOST + SITE, path="Tracker.xlsx")
+        yield lambda: ExcelGraphTracker(where, clients)
+        server.assert_no_violations()
+
+
+IMPLEMENTATIONS = {"xlsx": xlsx, "google_sheets": google_sheets, "excel_graph": excel_graph}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))

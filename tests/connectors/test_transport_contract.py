@@ -47,7 +47,20 @@ def gmail(tmp_path: Path) -> Iterator[tuple[MailTransport, Delivered]]:
         server.assert_no_violations()
 
 
-IMPLEMENTATIONS = {"eml_folder": eml_folder, "smtp": smtp, "gmail": gmail}
+def graph_mail(tmp_path: Path) -> Iterator[tuple[MailTransport, Delivered]]:
+    from connectors.graph_mail import GraphMailTransport
+    from tests.fakes.microsoft import MicrosoftFakeServer
+    from tests.fakes.microsoft_deployment import SENDER, graph_clients, tenant
+
+    with MicrosoftFakeServer() as server:
+        tenant(server)
+        yield GraphMailTransport(graph_clients(server, tmp_path), SENDER), lambda: [
+            m.message for m in server.graph.sent]
+        server.assert_no_violations()
+
+
+IMPLEMENTATIONS = {"eml_folder": eml_folder, "smtp": smtp, "gmail": gmail,
+                   "graph_mail": graph_mail}
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))

@@ -279,3 +279,70 @@ def test_every_kind_of_the_config_is_built_by_wiring_and_checked_by_doctor():
              for model in get_args(get_args(part)[0])}
     assert set(CONNECTORS) == kinds
     assert set(CHECKS) == kinds
+
+
+# -- Microsoft 365 ---------------------------------------------------------------------------
+
+
+def microsoft(tmp_path: Path, roles: tuple[str, ...], grant: bool = True):
+    from tests.fakes.microsoft import MicrosoftFakeServer
+    from tests.fakes.microsoft_deployment import MicrosoftDeployment
+
+    server = MicrosoftFakeServer().start()
+    dep = MicrosoftDeployment(tmp_path, server)
+    server.identity.apps[dep.data["microsoft"]["client_id"]].roles = roles
+    if not grant:
+        for site in server.graph.sites:
+            server.graph.grant_site(site, dep.data["microsoft"]["client_id"], roles=())
+    return server, dep
+
+
+def test_a_healthy_microsoft_deployment_names_its_permissions_and_writes_nothing(tmp_path):
+    server, dep = microsoft(tmp_path, ("Sites.Selected", "Mail.Send"))
+    with server:
+        dep.add("2026-11-16 10:00")
+        before = server.graph.item_json(dep.tracker)["cTag"]
+        lines: list[str] = []
+        problems = doctor(dep.config(), out=lines.append, graph=dep.clients)
+        assert problems == [], lines
+        assert any("application permissions: Mail.Send, Sites.Selected" in line
+                   for line in lines)
+        assert any("source near-miss-form: the response workbook is readable (1 responses"
+                   in line for line in lines)
+        assert server.graph.item_json(dep.tracker)["cTag"] == before
+        assert not server.graph.sent and not server.graph.open_sessions()
+        server.assert_no_violations()
+
+
+def test_doctor_names_the_site_grant_a_sites_selected_app_lacks(tmp_path):
+    server, dep = microsoft(tmp_path, ("Sites.Selected", "Mail.Send"), grant=False)
+    with server:
+        lines: list[str] = []
+        problems = doctor(dep.config(), out=lines.append, graph=dep.clients)
+        assert [p.split(":")[0] for p in problems] == ["source near-miss-form", "tracker"]
+        assert all("— fix: an admin grants the app" in p and "/permissions" in p
+                   for p in problems)
+        assert "Grant-PnPAzureADAppSitePermission" in problems[0]
+
+
+def test_doctor_names_a_missing_permission_with_the_consent_link(tmp_path):
+    server, dep = microsoft(tmp_path, ("Files.ReadWrite.All",))
+    with server:
+        lines: list[str] = []
+        problems = doctor(dep.config(), out=lines.append, graph=dep.clients)
+        assert len(problems) == 1 and problems[0].startswith("mail: the token lacks a "
+                                                            "permission to send as nearmiss@")
+        assert f"/adminconsent?client_id={dep.data['microsoft']['client_id']}" in problems[0]
+
+
+def test_doctor_names_a_wrong_client_secret(tmp_path, monkeypatch):
+    from tests.fakes.microsoft_deployment import SECRET_ENV
+
+    server, dep = microsoft(tmp_path, ("Sites.Selected", "Mail.Send"))
+    with server:
+        monkeypatch.setenv(SECRET_ENV, "not-the-secret")
+        lines: list[str] = []
+        problems = doctor(dep.config(), out=lines.append)  # the real wiring, from the config
+        assert problems[0].startswith("Microsoft credentials: Microsoft sign-in refused: "
+                                      "the client secret is wrong or expired")
+        assert "skip: tracker: not tried without working Microsoft credentials" in lines
