@@ -169,17 +169,17 @@ class Doctor:
 
         ms = self.settings.microsoft
         assert ms is not None
-        status = getattr(exc, "status", None)
-        if status == 403 and "Sites.Selected" in (self.permissions or set()):
-            return _Failed(str(exc).split(": HTTP")[0] + f": the app may not open {place}",
-                           f"an admin grants the app {ms.client_id} write access to that "
-                           "site: POST /v1.0/sites/{site-id}/permissions with roles [\"write\"] "
-                           "and grantedToIdentities [{application: {id: client_id}}], or "
-                           "Grant-PnPAzureADAppSitePermission -Permissions Write")
-        if status == 403:
-            return _Failed(str(exc), f"consent to Files.ReadWrite.All (or use Sites.Selected "
-                                     f"with a site grant): {consent_link(ms)}")
-        return _Failed(str(exc))
+        if getattr(exc, "status", None) != 403:
+            return _Failed(str(exc))
+        problem = f"the app may not open {place} (HTTP 403)"
+        if "Sites.Selected" in (self.permissions or set()):
+            return _Failed(problem, f"an admin grants the app {ms.client_id} write access to "
+                                    "its site: POST /v1.0/sites/{site-id}/permissions with "
+                                    "roles [\"write\"] and grantedToIdentities [{application: "
+                                    "{id: <client id>}}], or Grant-PnPAzureADAppSitePermission "
+                                    "-Permissions Write")
+        return _Failed(problem, "consent to Files.ReadWrite.All (or use Sites.Selected with a "
+                                f"site grant): {consent_link(ms)}")
 
     def forms_workbook(self, what: str, src: MicrosoftFormsGraph, key: str) -> None:
         if not self.needs(what, _READ_FILES, "read the response workbook"):
