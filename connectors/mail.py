@@ -6,6 +6,7 @@ outbox idempotency key, so even a message sent twice after a crash is recognisab
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import os
@@ -58,6 +59,12 @@ def build_message(item: dict[str, Any], sender: str, reply_to: str | None,
     msg.set_content(safe_text(item["body_text"]))
     if item.get("body_html"):
         msg.add_alternative(safe_text(item["body_html"]), subtype="html")
+        html = msg.get_payload()[1]
+        for image in item.get("images") or []:
+            # multipart/related: the HTML shows its charts by Content-ID, as mail clients
+            # that block remote and data: images still display attached ones
+            html.add_related(base64.b64decode(image["png"]), "image", "png",
+                             cid=f"<{image['cid']}>", filename=image["name"])
     return msg
 
 

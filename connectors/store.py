@@ -146,6 +146,8 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("next_attempt_at", Str),  # a temporary refusal waits until then (schema 2)
+    # inline images, each {"cid", "name", "png" (base64)} (revision 0002)
+    Column("images", JSON),
 )
 
 audit = Table(
@@ -425,6 +427,8 @@ class OutboxItem:
     subject: str
     body_text: str
     body_html: str | None = None
+    # images the HTML shows inline (src="cid:<cid>"): {"cid", "name", "png" (base64)}
+    images: list[dict[str, str]] | None = None
 
 
 class Store:
@@ -746,6 +750,12 @@ class Store:
 
     # -- current reports --------------------------------------------------------------------
 
+    def stored_reports(self) -> list[dict[str, Any]]:
+        """Every report as the last run normalised it (the records `save_reports` took)."""
+        with self._read() as conn:
+            return [row[0] for row in conn.execute(select(reports.c.data).order_by(
+                reports.c.report_id)).all()]
+
     def report_hashes(self) -> dict[str, str]:
         with self._read() as conn:
             return dict(conn.execute(select(reports.c.report_id, reports.c.data_hash)).all())
@@ -909,7 +919,8 @@ class Store:
                 conn.execute(insert(outbox), [{
                     "key": i.key, "kind": i.kind, "entity_id": i.entity_id,
                     "recipients": i.recipients, "subject": i.subject, "body_text": i.body_text,
-                    "body_html": i.body_html, "created_at": iso(now), "attempts": 0,
+                    "body_html": i.body_html, "images": i.images, "created_at": iso(now),
+                    "attempts": 0,
                 } for i in unique])
         return unique
 
@@ -971,6 +982,24 @@ class Store:
             with self._write() as conn:
                 conn.execute(insert(audit), rows)
         return len(rows)
+
+    def audit_frame(self, entities: Sequence[str] | None = None, since: datetime | None = None,
+                    until: datetime | None = None) -> pd.DataFrame:
+        """Audit events (entity, entity_id, event, reason, at as UTC timestamps) of the given
+        kinds of entity, recorded from `since` and before `until`, oldest first."""
+        query = select(audit.c.at, audit.c.entity, audit.c.entity_id, audit.c.event,
+                       audit.c.reason).order_by(audit.c.id)
+        if entities is not None:
+            query = query.where(audit.c.entity.in_(list(entities)))
+        if since is not None:
+            query = query.where(audit.c.at >= iso(since))
+        if until is not None:
+            query = query.where(audit.c.at < iso(until))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=["at", "entity", "entity_id", "event", "reason"])
+        frame["at"] = pd.to_datetime(frame["at"], utc=True, format="ISO8601")
+        return frame
 
     def audit_trail(self, entity_id: str | None = None) -> list[dict[str, Any]]:
         query = select(audit).order_by(audit.c.id)

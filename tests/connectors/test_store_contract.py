@@ -79,9 +79,11 @@ def driver_errors() -> tuple[type[Exception], ...]:
 
 def make_legacy(store: Store, schema: int) -> None:
     """Turn `store` into one a release before versioned migrations left: no alembic
-    version, its `meta` schema_version, and (schema 1) no outbox.next_attempt_at."""
+    version, its `meta` schema_version, no outbox.images (revision 0002), and (schema 1)
+    no outbox.next_attempt_at."""
     with store.engine.begin() as conn:
         conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("ALTER TABLE outbox DROP COLUMN images"))
         if schema < 2:
             conn.execute(text("ALTER TABLE outbox DROP COLUMN next_attempt_at"))
         conn.execute(text(f"UPDATE meta SET value = '{schema}' WHERE key = 'schema_version'"))

@@ -158,6 +158,7 @@ def make_legacy(url_or_path: str | Path, schema: int) -> None:
                            else url_or_path)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE alembic_version"))
+        conn.execute(text("ALTER TABLE outbox DROP COLUMN images"))
         if schema < 2:
             conn.execute(text("ALTER TABLE outbox DROP COLUMN next_attempt_at"))
         conn.execute(text(f"UPDATE meta SET value = '{schema}' WHERE key = 'schema_version'"))
