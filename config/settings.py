@@ -304,6 +304,39 @@ class RequestBrake(_Strict):
     at_least: int = Field(default=5, ge=1)  # new responses, once there are this many
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class Review(_Strict):
+    """One governance email: who gets it (role names from `roles`, or addresses) and when
+    it is due (local time). A run after that time sends it if it has not gone yet, so a
+    job that was down on the day catches up; each period's email goes once."""
+
+    to: list[str] = Field(min_length=1)
+    hour: int = Field(default=8, ge=0, le=23)
+
+
+class WeeklyReview(Review):
+    """The weekly operational review of the week before (Monday to Sunday)."""
+
+    day: Literal[WEEKDAYS] = "monday"  # type: ignore[valid-type]
+
+
+class BoardSummary(Review):
+    """The monthly board summary of the month before."""
+
+    day: int = Field(default=1, ge=1, le=28)  # day of the month
+
+
+class GovernanceSettings(_Strict):
+    """Governance: the weekly review and the monthly board summary (null: not sent), and
+    the tracker's Summary sheet of the month so far."""
+
+    weekly_review: WeeklyReview | None = None
+    board_summary: BoardSummary | None = None
+    summary_sheet: bool = True
+
+
 class MailSettings(_Strict):
     sender: str
     reply_to: str | None = None
@@ -389,6 +422,7 @@ class Settings(_Strict):
     roles: dict[str, list[str]] = {}
     google: GoogleSettings | None = None
     microsoft: MicrosoftSettings | None = None
+    governance: GovernanceSettings = GovernanceSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -563,6 +597,13 @@ def _cross_check(settings: Settings, rules: Rules, check_credentials: bool = Tru
     for i, brief in enumerate(settings.mail.learning_briefs):
         out += [(f"mail.learning_briefs.{i}.to", f"{a!r} is not an email address: write it "
                  "as someone@example.org") for a in brief.to if not valid_address(a)]
+    for name in ("weekly_review", "board_summary"):
+        review = getattr(settings.governance, name)
+        for who in review.to if review else []:
+            if who not in settings.roles and not valid_address(who):
+                out.append((f"governance.{name}.to", f"{who!r} is neither a role under "
+                            "roles nor an email address: name a role or write someone@"
+                            "example.org"))
     for key in ("sender", "reply_to"):
         value = getattr(settings.mail, key)
         # A display name is welcome ("Quality Team <quality@example.org>"); the address in

@@ -43,13 +43,13 @@ from connectors.sheet_writes import (
     JsonValue,
     a1,
     archive_spec,
-    by_sheet,
     column_number,
     json_cell,
     rectangle,
     runs,
     shifted,
 )
+from domain.records import merge_writes
 
 _ROWS_PER_RANGE = 1000  # appended rows per range update: a first run's block is split
 _MANAGER_FILL = "#FFF2CC"  # as in the XLSX and Google trackers
@@ -101,7 +101,7 @@ class ExcelGraphTracker:
         return out
 
     def write(self, writes: Sequence[SheetWrite]) -> None:
-        writes = by_sheet(w for w in writes if w)
+        writes = merge_writes(*writes)
         if not writes:
             return
         what = "writing the tracker workbook"

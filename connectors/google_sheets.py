@@ -37,12 +37,12 @@ from connectors.google_auth import GoogleClients, forbidden_reason
 from connectors.sheet_writes import (
     JsonValue,
     archive_spec,
-    by_sheet,
     json_cell,
     rectangle,
     runs,
     shifted,
 )
+from domain.records import Chart, merge_writes
 
 T = TypeVar("T")
 
@@ -133,7 +133,7 @@ class GoogleSheetsTracker:
     def write(self, writes: Sequence[SheetWrite]) -> None:
         """Apply all changes: at most one structural and one values request (plus a read
         when this instance has not read the sheets it writes to)."""
-        writes = by_sheet(w for w in writes if w)
+        writes = merge_writes(*writes)
         if not writes:
             return
         if self._sheets is None or any(
@@ -253,6 +253,7 @@ class GoogleSheetsTracker:
                 if w.create:
                     columns = {title: col for col, title in w.header.items()}
                     requests += self._layout(sheet_id, w.spec, columns)
+                    requests += [_add_chart(sheet_id, chart) for chart in w.charts]
                 continue
             requests += self._grow(sheet, w, rows, cols)
             # Highest first, so each request's row numbers are still those of the read.
@@ -450,6 +451,28 @@ def _extent(w: SheetWrite, last: int) -> tuple[int, int]:
     cols = max([0, *w.header, *(c for _, c in w.cells),
                 *(len(_appended(line)) for line in w.append)])
     return rows, cols
+
+
+def _add_chart(sheet_id: int, chart: Chart) -> dict[str, Any]:
+    """A basic chart over the block of cells the Chart names; header row = series names."""
+    def block(col: int) -> dict[str, Any]:
+        return {"sourceRange": {"sources": [{
+            "sheetId": sheet_id, "startRowIndex": chart.header_row - 1,
+            "endRowIndex": chart.last_row, "startColumnIndex": col - 1,
+            "endColumnIndex": col}]}}
+
+    return {"addChart": {"chart": {
+        "spec": {"title": chart.title, "basicChart": {
+            "chartType": "COLUMN" if chart.kind == "bar" else "LINE",
+            "legendPosition": "BOTTOM_LEGEND", "headerCount": 1,
+            "axis": [{"position": "BOTTOM_AXIS"},
+                     {"position": "LEFT_AXIS", "title": chart.y_title}],
+            "domains": [{"domain": block(chart.category_col)}],
+            "series": [{"series": block(col), "targetAxis": "LEFT_AXIS"}
+                       for col in chart.series_cols]}},
+        "position": {"overlayPosition": {"anchorCell": {
+            "sheetId": sheet_id, "rowIndex": chart.anchor[0] - 1,
+            "columnIndex": chart.anchor[1] - 1}}}}}}
 
 
 def _repeat(sheet_id: int, start_row: int, end_row: int, start_col: int | None,

@@ -17,22 +17,6 @@ from domain.text import sheet_text
 JsonValue = str | int | float | bool | None
 
 
-def by_sheet(writes: Iterable[SheetWrite]) -> list[SheetWrite]:
-    """One write per sheet, so a sheet is added once and its rows appended in one block."""
-    out: dict[str, SheetWrite] = {}
-    for w in writes:
-        key = w.spec.title.casefold()
-        if key not in out:
-            out[key] = SheetWrite(spec=w.spec)
-        merged = out[key]
-        merged.create |= w.create
-        merged.header.update(w.header)
-        merged.cells.update(w.cells)
-        merged.append.extend(w.append)
-        merged.delete_rows.extend(w.delete_rows)
-    return list(out.values())
-
-
 def archive_spec(specs: Sequence[SheetSpec], title: str) -> SheetSpec | None:
     """The spec of an archive sheet of one of `specs`, named as the sheet is."""
     for spec in specs:

@@ -50,6 +50,15 @@ class Renderer:
             finalize=_finalize,
         )
 
+    def page(self, name: str, context: dict[str, Any]) -> str:
+        """A standalone HTML page (`<name>.html.j2`, autoescaped), such as the evidence
+        pack's report."""
+        try:
+            html = self.env.get_template(f"{name}.html.j2").render(context)
+        except TemplateError as exc:
+            raise NearmissError(f"template {name!r}: {exc.message or exc}") from None
+        return html.replace(_BREAK, "\n")
+
     def render(self, kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
         """(subject, text body, HTML body) of one message."""
         try:

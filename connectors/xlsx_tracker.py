@@ -42,6 +42,7 @@ from connectors.calamine_rows import openpyxl_row
 from connectors.errors import TrackerError
 from connectors.files import remove_stale_temp_files
 from connectors.xlsx_patch import Declined, patch_workbook, write_parts
+from domain.records import Chart
 from domain.text import sheet_text
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,9 @@ class XlsxTracker:
                         changed |= _set(ws, start + i, col, value)
             if w.create:
                 self._format(ws, w.spec)
+                for chart in w.charts:
+                    ws.add_chart(_chart(ws, chart), f"{get_column_letter(chart.anchor[1])}"
+                                                    f"{chart.anchor[0]}")
                 changed = True
             if w.deleted():
                 changed |= _delete_rows(ws, [r for r in w.deleted() if r <= last])
@@ -281,6 +285,21 @@ class XlsxTracker:
             # Named by type only: the message of an unexpected error may quote cell text.
             raise TrackerError(f"cannot write the tracker {self.path} "
                                f"({type(exc).__name__})") from None
+
+
+def _chart(ws: Worksheet, spec: Chart) -> Any:
+    """An openpyxl chart over the sheet's own cells (Excel redraws it as they change)."""
+    from openpyxl.chart import BarChart, LineChart, Reference
+
+    chart = BarChart() if spec.kind == "bar" else LineChart()
+    chart.title, chart.y_axis.title = spec.title, spec.y_title
+    chart.width, chart.height = 18, 8  # centimetres: readable beside the figures
+    for col in spec.series_cols:
+        chart.add_data(Reference(ws, min_col=col, min_row=spec.header_row,
+                                 max_row=spec.last_row), titles_from_data=True)
+    chart.set_categories(Reference(ws, min_col=spec.category_col, min_row=spec.header_row + 1,
+                                   max_row=spec.last_row))
+    return chart
 
 
 def _delete_rows(ws: Worksheet, rows: Sequence[int]) -> bool:

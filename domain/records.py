@@ -53,6 +53,25 @@ class SheetSpec:
         return int(match.group(1)) if match else None
 
 
+@dataclass(frozen=True)
+class Chart:
+    """A native chart of a block of a sheet's own cells: it redraws as the cells change.
+
+    The block runs from `header_row` (the series' names) to `last_row` (1-based,
+    inclusive); `category_col` holds the labels, each of `series_cols` one series. `anchor`
+    is the (row, column) its top-left corner sits on.
+    """
+
+    title: str
+    kind: str  # "bar" or "line"
+    header_row: int
+    last_row: int
+    category_col: int
+    series_cols: tuple[int, ...]
+    anchor: tuple[int, int]
+    y_title: str = "reports"
+
+
 @dataclass
 class SheetWrite:
     """Changes to one sheet: header cells to set, cells to update, rows to append, rows to
@@ -70,6 +89,7 @@ class SheetWrite:
     cells: dict[tuple[int, int], Cell] = field(default_factory=dict)  # (row, col) 1-based
     append: list[list[Cell]] = field(default_factory=list)
     delete_rows: list[int] = field(default_factory=list)  # 1-based, as read
+    charts: list[Chart] = field(default_factory=list)  # added with a sheet it creates
 
     def __bool__(self) -> bool:
         return self.create or bool(self.header or self.cells or self.append or self.delete_rows)
@@ -77,3 +97,22 @@ class SheetWrite:
     def deleted(self) -> list[int]:
         """The rows to delete, once each, highest first (the header row never)."""
         return sorted({r for r in self.delete_rows if r > 1}, reverse=True)
+
+
+def merge_writes(*writes: SheetWrite) -> list[SheetWrite]:
+    """One write per sheet (titles compared without case, as spreadsheets compare them), in
+    the order the sheets were first mentioned, so a sheet is added once and its rows
+    appended in one block; empty writes are dropped."""
+    out: dict[str, SheetWrite] = {}
+    for w in writes:
+        key = w.spec.title.casefold()
+        if key not in out:
+            out[key] = SheetWrite(spec=w.spec)
+        target = out[key]
+        target.create |= w.create
+        target.header.update(w.header)
+        target.cells.update(w.cells)
+        target.append.extend(w.append)
+        target.delete_rows.extend(w.delete_rows)
+        target.charts.extend(w.charts)
+    return [w for w in out.values() if w]

@@ -2,7 +2,8 @@
 
 capture -> (nothing new and nothing due: the last run's results stand) -> normalise
 -> validate -> triage -> read the tracker (manager decisions) -> repeats -> audit
--> emails owed -> send -> write the tracker -> run summary
+-> emails owed -> governance emails due -> send -> write the tracker (and its Summary)
+-> run summary
 
 Each step is a small function below `run`. A failing connector (a source offline, the
 tracker locked, the mail server down) does not stop the steps that do not need it: what
@@ -31,8 +32,8 @@ from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
 from connectors.store import OutboxItem, SourceMemory, Store
 from domain.ids import action_id, action_number, pattern_id, report_id
-from domain.records import AuditEvent, SheetWrite
-from jobs import progress
+from domain.records import AuditEvent, SheetWrite, merge_writes
+from jobs import governance, progress
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
 from transforms import normalize, repeats
@@ -45,6 +46,7 @@ from transforms.audit import (
     pattern_events,
     question_events,
 )
+from transforms.governance import next_slot
 from transforms.horizon import next_change
 from transforms.loop import (
     Owed,
@@ -67,7 +69,6 @@ from transforms.tracker import (
     closed_days,
     family,
     manager_changes,
-    merge_writes,
     patterns_rows,
     plan_family,
     quality_rows,
@@ -135,6 +136,7 @@ class Run:
     # what becomes true only once the tracker holds it: ids taken, actions added
     taken: dict[str, int] = field(default_factory=dict)  # counter -> highest number used
     on_write: list[AuditEvent] = field(default_factory=list)
+    summary_sheet: list[list[Any]] | None = None  # the tracker's Summary sheet, as read
 
     @property
     def tz(self) -> ZoneInfo:
@@ -182,11 +184,15 @@ def run(config: Config, now: datetime | None = None,
                 with r.saving():
                     audit_decisions(r, view, patterns)
                     queue_emails(r, view, actions, patterns, held)
+                frames = governance.Frames(view, patterns, actions)
+                queue_governance(r, frames)
                 send_emails(r)
                 if sheets is not None:
-                    write_tracker(r, sheets, view, held, actions, patterns)
+                    write_tracker(r, sheets, view, held, actions, patterns, frames)
+                until = min(next_change([view, held], r.now, r.tz),
+                            next_slot(r.now, r.tz, *governance.schedule(r.config)))
                 steady = {"inputs": inputs(r, captured), "at": r.now.isoformat(),
-                          "until": next_change([view, held], r.now, r.tz).isoformat(),
+                          "until": until.isoformat(),
                           "summary": {k: getattr(r.summary, k) for k in RESTORED}}
         except BaseException:
             try:
@@ -362,10 +368,11 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
     progress.step("reading the tracker")
     stored = {spec.title: store.manager_values(spec.title) for spec in SHEETS}
     try:
-        tables = r.c.tracker.read(SHEETS)
+        tables = r.c.tracker.read([*SHEETS, governance.SUMMARY])
     except NearmissError as exc:
         r.failed("tracker read", exc)
         return None, stored
+    r.summary_sheet = tables.get(governance.SUMMARY.title)
     states = read_states(SHEETS, tables)
     actions = states[ACTIONS.title]
     assigned: dict[str, int] = {}
@@ -512,6 +519,18 @@ def queue_emails(r: Run, view: pd.DataFrame, actions: pd.DataFrame,
     r.summary.emails_queued = len(added)
 
 
+def queue_governance(r: Run, frames: governance.Frames) -> None:
+    """The weekly review and the monthly board summary, once each period, when due."""
+    items = governance.owed(r.config, r.c.store, r.c.renderer, frames, r.now,
+                            r.c.tracker_location)
+    if items:
+        progress.step(f"queuing {len(items)} governance email(s)")
+        r.events += [AuditEvent("team", i.entity_id, "governance email queued",
+                                f"{i.kind} to {', '.join(i.recipients)}") for i in items]
+        with r.saving() as store:
+            r.summary.emails_queued += len(store.enqueue(items, r.now))
+
+
 def hold_requests(r: Run, before: dict[str, dict[str, Any]], mass: dict[str, list[Owed]],
                   queued: set[str]) -> None:
     """Remember the requests held this run (audited once each), forget those no longer
@@ -608,15 +627,17 @@ def _entity(item: dict[str, Any]) -> str:
         return "pattern"
     if entity.startswith("A-"):
         return "action"
-    return "team" if kind == "learning_brief" else "email"
+    return "team" if kind in ("learning_brief", "weekly_review", "board_summary") else "email"
 
 
 # -- 11. write the tracker ----------------------------------------------------------------------
 
 def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
-                  held: pd.DataFrame, actions: pd.DataFrame, patterns: pd.DataFrame) -> None:
-    """Write changed system cells and new rows of every sheet in one batch, and move rows
-    closed long ago to their yearly archive sheet (and reopened ones back)."""
+                  held: pd.DataFrame, actions: pd.DataFrame, patterns: pd.DataFrame,
+                  frames: governance.Frames) -> None:
+    """Write changed system cells and new rows of every sheet in one batch, move rows
+    closed long ago to their yearly archive sheet (and reopened ones back), and bring the
+    Summary sheet up to date."""
     store, rules, tz = r.c.store, r.config.rules, r.tz
     progress.step("writing the tracker")
     view = view.join(loop_status(view, store.outbox_frame(), tz))
@@ -648,7 +669,8 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
                                        f"{spec.title} row was deleted; restored")
                             for k in plan.restored]
         moves += [(spec.title, *move) for move in plan.moved]
-    writes = merge_writes(*writes)
+    summary = governance.summary_write(r.config, store, frames, r.now, r.summary_sheet)
+    writes = merge_writes(*writes, *([summary] if summary else []))
     try:
         r.c.tracker.write(writes)
     except NearmissError as exc:

@@ -56,13 +56,15 @@ def _frame(values: dict[str, dict[str, str]], columns: list[str], key: str) -> p
 
 def report_closure(manager: dict[str, dict[str, str]], report_ids: pd.Series,
                    dayfirst: bool = True) -> pd.DataFrame:
-    """Per report: closed (bool), closed_on (date), suggested response, and a check message.
+    """Per report: closed (bool), closed_on (date), suggested response, a check message, the
+    triage date and the notification decision a manager recorded.
 
     A report counts as closed only with an outcome for the reporter or a documented reason
     for no further action: closing the loop is the point of closing.
     """
     cols = ["Triage status", "Triage date", "Just-culture classification",
-            "Outcome for reporter", "No further action reason", "Closed on"]
+            "Outcome for reporter", "No further action reason", "Closed on",
+            "Notification decision"]
     m = _frame(manager, cols, "report_id").reindex(report_ids).fillna("")
     wants_close = m["Triage status"].str.casefold().eq("closed") | m["Closed on"].ne("")
     explained = m["Outcome for reporter"].ne("") | m["No further action reason"].ne("")
@@ -72,8 +74,8 @@ def report_closure(manager: dict[str, dict[str, str]], report_ids: pd.Series,
                          "action reason: not treated as closed")
     bad_date = m["Closed on"].ne("") & closed_on.isna()
     checks = checks.mask(bad_date, "'Closed on' is not a date: not treated as closed")
-    bad_triage = m["Triage date"].ne("") & m["Triage date"].map(
-        lambda t: parse_day(t, dayfirst)).isna()
+    triaged_on = m["Triage date"].map(lambda t: parse_day(t, dayfirst))
+    bad_triage = m["Triage date"].ne("") & triaged_on.isna()
     checks = checks.mask(bad_triage & checks.eq(""), "'Triage date' is not a date")
     suggestions = {k.casefold(): v for k, v in JUST_CULTURE.items()}
     classification = m["Just-culture classification"].str.casefold().map(suggestions)
@@ -85,6 +87,8 @@ def report_closure(manager: dict[str, dict[str, str]], report_ids: pd.Series,
         "nfa_reason": m["No further action reason"].to_numpy(),
         "suggested_response": classification.fillna("").to_numpy(),
         "check": checks.to_numpy(),
+        "triaged_on": triaged_on.to_numpy(),  # for the time to triage
+        "notification_decision": m["Notification decision"].to_numpy(),
     })
 
 

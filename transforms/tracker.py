@@ -460,21 +460,6 @@ def assign_ids(state: SheetState, ids: Sequence[str]) -> tuple[SheetWrite, dict[
     return write, assigned
 
 
-def merge_writes(*writes: SheetWrite) -> list[SheetWrite]:
-    """One write per sheet, in the order the sheets were first mentioned."""
-    out: dict[str, SheetWrite] = {}
-    for w in writes:
-        if w.spec.title not in out:
-            out[w.spec.title] = SheetWrite(spec=w.spec)
-        target = out[w.spec.title]
-        target.create |= w.create
-        target.header.update(w.header)
-        target.cells.update(w.cells)
-        target.append.extend(w.append)
-        target.delete_rows.extend(w.delete_rows)
-    return [w for w in out.values() if w]
-
-
 # -- what the system writes in each sheet ------------------------------------------------------
 
 

@@ -59,6 +59,8 @@ class Deployment:
         data = yaml.safe_load(DEMO.read_text())
         data["mail"]["recent_days"] = 3650
         data["mail"]["learning_briefs"] = []  # tests that want the brief add a team
+        # and those that want the governance emails and the Summary sheet turn them on
+        data["governance"] = {"summary_sheet": False}
         for key, value in overrides.items():
             data[key] = value
         self.data = data

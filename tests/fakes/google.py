@@ -1153,6 +1153,7 @@ class _Sheet:
         default_factory=list
     )
     merges: list[dict[str, Any]] = field(default_factory=list)
+    charts: list[dict[str, Any]] = field(default_factory=list)  # EmbeddedChart, as added
     row_meta: dict[int, dict[str, Any]] = field(default_factory=dict)
     col_meta: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -2030,6 +2031,26 @@ class SheetsFake:
         rule = req.get("rule")
         sheet.validations.append(((box[0], box[1], box[2], box[3]),
                                   _prune(copy.deepcopy(rule)) if rule else None))
+
+    def _req_addChart(self, ss: _Spreadsheet, req: Mapping[str, Any]) -> dict[str, Any]:
+        """An embedded chart: its source ranges must be inside the grid, and it is anchored
+        on the sheet it is added to (the shape itself is checked against discovery)."""
+        chart = copy.deepcopy(dict(req.get("chart") or {}))
+        anchor = (((chart.get("position") or {}).get("overlayPosition") or {})
+                  .get("anchorCell") or {})
+        sheet = ss.sheet_by_id(int(anchor.get("sheetId") or 0))
+        basic = (chart.get("spec") or {}).get("basicChart") or {}
+        ranges = [d["domain"] for d in basic.get("domains") or []] + [
+            s["series"] for s in basic.get("series") or []]
+        for source in ranges:
+            for gr in (source.get("sourceRange") or {}).get("sources") or []:
+                self._box(ss, gr)
+        taken = {c["chartId"] for s in ss.sheets for c in s.charts}
+        chart.setdefault("chartId", max(taken, default=0) + 1)
+        if chart["chartId"] in taken:
+            raise _RequestError(f"chartId {chart['chartId']} is already in use")
+        sheet.charts.append(chart)
+        return {"addChart": {"chart": copy.deepcopy(chart)}}
 
     def _req_addProtectedRange(self, ss: _Spreadsheet, req: Mapping[str, Any]) -> dict[str, Any]:
         spec = dict(req.get("protectedRange") or {})

@@ -51,6 +51,7 @@ class GoogleDeployment:
         # email sent as itself, not held or digested (tests/jobs/test_closed_loop.py).
         data["mail"]["hold_requests"] = None
         data["mail"]["digest_alerts_above"] = None
+        data["governance"] = {"summary_sheet": False}  # tests/jobs/test_governance.py
         data["google"] = {"auth": "service_account", "key_file_env": KEY_ENV}
         self.data = data
         self.clients = fake_clients(server)

@@ -86,6 +86,7 @@ class MicrosoftDeployment:
                              "learning_briefs": [], "hold_requests": None,
                              "digest_alerts_above": None, "max_per_run": 5000,
                              "transport": {"kind": "graph_mail"}})
+        data["governance"] = {"summary_sheet": False}  # tests/jobs/test_governance.py
         data["microsoft"] = microsoft_section(server, folder)
         self.data = data
         self.clients = graph_clients(server, folder)

@@ -3,7 +3,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from domain.records import SheetWrite
+from domain.records import SheetWrite, merge_writes
 from domain.text import sheet_text
 from tests.fakes.patterns import long_pattern_rows
 from transforms.tracker import (
@@ -16,7 +16,6 @@ from transforms.tracker import (
     cell_text,
     family,
     manager_changes,
-    merge_writes,
     plan_family,
     plan_sheet,
     read_sheet,
