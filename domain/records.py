@@ -36,6 +36,8 @@ class SheetSpec:
     # its rows, once done with, move to yearly archive sheets ("Reports 2025"), which every
     # read of this sheet returns too, each under its own title
     archives: bool = False
+    # the system column where a row is told what is wrong with it (a copied row)
+    note_column: str | None = None
 
     def archive(self, year: int, title: str | None = None) -> SheetSpec:
         """The spec of this sheet's archive for `year`: the same columns, dropdowns and look

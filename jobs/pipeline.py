@@ -668,6 +668,10 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
         restored_events += [AuditEvent(ENTITY_OF_SHEET[spec.title], k, "row restored",
                                        f"{spec.title} row was deleted; restored")
                             for k in plan.restored]
+        restored_events += [AuditEvent(ENTITY_OF_SHEET[spec.title], k, "copied row",
+                                       f"{sheet} row {row} repeats {k}: row {counted} is the "
+                                       "one read; the copy is marked")
+                            for sheet, k, row, counted in plan.copies]
         moves += [(spec.title, *move) for move in plan.moved]
     summary = governance.summary_write(r.config, store, frames, r.now, r.summary_sheet)
     writes = merge_writes(*writes, *([summary] if summary else []))

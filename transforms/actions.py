@@ -99,10 +99,14 @@ def linked_ids(text: str) -> tuple[list[str], list[str]]:
     return reports, patterns
 
 
+REOPENED_DUE_DAYS = 14  # a reopened action's new due date, counted from reopening
+
+
 def action_state(manager: dict[str, dict[str, str]],
                  members: dict[str, tuple[list[str], list[pd.Timestamp]]], today: date,
                  tz: ZoneInfo, dayfirst: bool = True) -> pd.DataFrame:
-    """Per action: parsed dates, overdue, reopened (and why), and the tracking note.
+    """Per action: parsed dates, overdue, reopened (when and why, and the due date that
+    then applies), and the tracking note.
 
     `members` gives each pattern's member report ids and when they occurred.
 
@@ -119,9 +123,10 @@ def action_state(manager: dict[str, dict[str, str]],
         due = parse_day(r["Due"], dayfirst)
         verify_due = parse_day(r["Verification due"], dayfirst)
         notes: list[str] = []
-        reopened = ""
+        reopened, reopened_on = "", None
         if status == "Not effective":
             reopened = "verification found it not effective"
+            reopened_on = verified_on or today
         elif status == "Verified effective" and verified_on:
             cutoff = end_of_day(verified_on, tz)
             for pid in pats:
@@ -129,11 +134,17 @@ def action_state(manager: dict[str, dict[str, str]],
                 after = [(i, t) for i, t in zip(ids, times, strict=True) if t > cutoff]
                 if after:
                     first, when = after[0]
-                    reopened = (f"{first} joined {pid} on {when.tz_convert(tz):%Y-%m-%d}, "
+                    reopened_on = when.tz_convert(tz).date()
+                    reopened = (f"{first} joined {pid} on {reopened_on:%Y-%m-%d}, "
                                 f"after verification on {verified_on:%Y-%m-%d}")
                     break
         done = status.casefold() in DONE and not reopened
-        overdue = bool(due and due < today and not done)
+        # A reopened action is due again REOPENED_DUE_DAYS after it reopened, unless a
+        # manager set a later due date: the old one would make it overdue at once.
+        due_now = due
+        if reopened_on is not None and not (due and due > reopened_on):
+            due_now = reopened_on + timedelta(days=REOPENED_DUE_DAYS)
+        overdue = bool(due_now and due_now < today and not done)
         verification_overdue = bool(status == "Done - awaiting verification" and verify_due
                                     and verify_due < today)
         if reopened:
@@ -150,7 +161,7 @@ def action_state(manager: dict[str, dict[str, str]],
             notes.append("a reminder alone is rarely a control: add a check, prompt or workflow "
                          "change")
         if overdue:
-            notes.append(f"overdue since {due:%Y-%m-%d}")
+            notes.append(f"overdue since {due_now:%Y-%m-%d}")
         if verification_overdue:
             notes.append(f"verification overdue since {verify_due:%Y-%m-%d}")
         rows.append({
@@ -158,13 +169,14 @@ def action_state(manager: dict[str, dict[str, str]],
             "owner": r["Owner"], "owner_email": r["Owner email"].strip(), "due": due,
             "evidence": r["Evidence required"], "status": status, "verified_on": verified_on,
             "outcome": r["Outcome"], "linked": r["Linked to"], "reopened": reopened,
+            "reopened_on": reopened_on, "due_now": due_now,
             "done": done, "overdue": overdue, "verification_overdue": verification_overdue,
             "tracking": "; ".join(notes),
         })
     return pd.DataFrame(rows, columns=[
         "action_id", "reports", "patterns", "action", "owner", "owner_email", "due", "evidence",
-        "status", "verified_on", "outcome", "linked", "reopened", "done", "overdue",
-        "verification_overdue", "tracking"])
+        "status", "verified_on", "outcome", "linked", "reopened", "reopened_on", "due_now",
+        "done", "overdue", "verification_overdue", "tracking"])
 
 
 def _verification(values: Mapping[str, str], dayfirst: bool) -> tuple[str, date | None]:

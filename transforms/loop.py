@@ -192,13 +192,17 @@ def owed_messages(
     today = now.tz_convert(tz).date()
     if actions is not None and not actions.empty:
         for _, a in actions[actions["overdue"] | actions["verification_overdue"]].iterrows():
-            days = (today - a["due"]).days if a["overdue"] else 0
+            days = (today - a["due_now"]).days if a["overdue"] else 0
+            reopened = bool(a["reopened"])
             add(f"reminder:{a['action_id']}:{today.isoformat()}", "reminder", a["action_id"],
-                [a["owner_email"]], lambda a=a, days=days: {"action": {
+                [a["owner_email"]], lambda a=a, days=days, reopened=reopened: {"action": {
                     "id": a["action_id"], "action": a["action"], "owner": a["owner"],
-                    "due": a["due"].strftime("%d %B %Y") if a["due"] else "",
-                    "linked": a["linked"], "evidence": a["evidence"], "status": a["status"],
-                    "days_overdue": days}})
+                    "due": _day(a["due"]), "linked": a["linked"], "evidence": a["evidence"],
+                    # The state as it is now: a reopened action is not "Verified effective".
+                    "status": "Reopened" if reopened else a["status"],
+                    "days_overdue": days, "reopened": a["reopened"],
+                    "reopened_on": _day(a["reopened_on"]) if reopened else "",
+                    "due_again": _day(a["due_now"]) if reopened else ""}})
 
     if patterns is not None and not patterns.empty:
         # Rules may overlap: the same reports matching two similarity keys is one review for
@@ -231,6 +235,16 @@ def owed_messages(
                     for o in _learning_brief(brief, reports, actions, patterns, rules, today,
                                              tz, queued))
     return owed
+
+
+def _within(value: Any, tz: ZoneInfo) -> date:
+    """The local day of a pattern's first or last report (far past when unknown)."""
+    return date.min if value is None or pd.isna(value) else pd.Timestamp(value).tz_convert(
+        tz).date()
+
+
+def _day(value: date | None) -> str:
+    return value.strftime("%d %B %Y") if value else ""
 
 
 # More new responses than this in one run is a form's history coming in, not a busy day.
@@ -309,8 +323,9 @@ def _learning_brief(brief: dict[str, Any], reports: pd.DataFrame, actions: pd.Da
     in_month = reports[(local_day >= month_start) & (local_day <= last_month_end)]
     if services:
         in_month = in_month[in_month["service"].isin(services)]
-    counts = in_month["category"].map(lambda c: display(rules, "category", c) or
-                                      "uncategorised").value_counts()
+    # A value the checks refused ("laundry mix-up" typed as a category) is not a category.
+    known = rules.choices("category")
+    counts = in_month["category"].map(lambda c: known.get(c, "not recorded")).value_counts()
     changes = []
     if actions is not None and not actions.empty:
         team_reports = set(reports["report_id"] if not services else
@@ -320,10 +335,14 @@ def _learning_brief(brief: dict[str, Any], reports: pd.DataFrame, actions: pd.Da
             linked_to_team = not services or set(a["reports"]) & team_reports or a["patterns"]
             if a["status"] == "Verified effective" and done_in_month and linked_to_team:
                 changes.append({"action": a["action"], "outcome": a["outcome"]})
+    # Only the month's patterns: open now, with a report in the month, and not one that
+    # began after it (a September brief sent in October must not list October's).
     active = [] if patterns is None or patterns.empty else [
         {"label": p["key_label"], "count": p["count"], "status": p["status"]}
         for _, p in patterns[patterns["status"].isin(["open", "reopened", "under review"])]
-        .iterrows() if not services or set(p["key"]) & services]
+        .iterrows() if (not services or set(p["key"]) & services)
+        and _within(p["first_at"], tz) <= last_month_end
+        and _within(p["last_at"], tz) >= month_start]
     return [Owed(key, "learning_brief", brief["team"], sorted(to), {
         "team": brief["team"], "month": f"{month_start:%B %Y}", "received": len(in_month),
         "by_category": [{"category": c, "count": int(n)} for c, n in counts.items()],

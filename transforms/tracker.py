@@ -64,6 +64,7 @@ REPORTS = SheetSpec(
                "Just-culture classification": list(JUST_CULTURE),
                "Notification decision": NOTIFICATION_DECISIONS},
     overdue_column="Overdue",
+    note_column="Check",
 )
 
 PATTERNS = SheetSpec(
@@ -74,6 +75,7 @@ PATTERNS = SheetSpec(
              "Status", "Why", "Review status", "Review owner", "Closed on", "Review notes"],
     manager_columns=["Review status", "Review owner", "Closed on", "Review notes"],
     dropdowns={"Review status": REVIEW_STATUS},
+    note_column="Why",
 )
 
 ACTIONS = SheetSpec(
@@ -87,6 +89,7 @@ ACTIONS = SheetSpec(
                      "Outcome"],
     dropdowns={"Status": ACTION_STATUS},
     overdue_column="Overdue",
+    note_column="Tracking",
 )
 
 DATA_QUALITY = SheetSpec(
@@ -156,7 +159,8 @@ class SheetState:
     last_row: int = 1
     values: dict[str, dict[str, str]] = field(default_factory=dict)  # key -> title -> text
     unkeyed: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # rows w/o key
-    duplicates: list[str] = field(default_factory=list)
+    # rows repeating a key a row above already holds (a copied row): key, row, its cells
+    duplicates: list[tuple[str, int, dict[str, str]]] = field(default_factory=list)
     others: dict[int, str] = field(default_factory=dict)  # managers' own titled columns
     # key -> title -> value of the row's non-empty cells in those columns (they move with it)
     extras: dict[str, dict[str, Cell]] = field(default_factory=dict)
@@ -191,7 +195,7 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
         if not key:
             state.unkeyed.append((r, values))
         elif key in state.rows:
-            state.duplicates.append(key)
+            state.duplicates.append((key, r, values))
         else:
             state.rows[key] = r
             state.values[key] = values
@@ -276,23 +280,27 @@ def manager_changes(state: SheetState, known: dict[str, dict[str, str]],
     and what changed (named by the live sheet, wherever the row is).
 
     A key's values are those of its first copy: the live sheet's, else the first archive's
-    holding it (`family` order). A row missing from every sheet keeps its stored values (it
-    will be restored with them).
+    holding it (`family` order), with the text of managers' own columns. A row missing
+    from every sheet keeps its stored values (it will be restored with them).
     """
     merged = {k: dict(v) for k, v in known.items()}
     changes: list[ManagerChange] = []
-    found = dict(state.values)
+    found = {key: (values, state.extras.get(key, {})) for key, values in state.values.items()}
     for archive in archives:
         for key, values in archive.values.items():
-            found.setdefault(key, values)
-    for key, values in found.items():
+            found.setdefault(key, (values, archive.extras.get(key, {})))
+    manager = state.spec.manager_columns
+    for key, (values, extras) in found.items():
         before = known.get(key, {})
-        now = {c: values[c] for c in state.spec.manager_columns if c in values}
+        now = {c: values[c] for c in manager if c in values}
         for col, new in now.items():
             old = before.get(col, "")
             if new != old:
                 changes.append(ManagerChange(state.spec.title, key, col, old, new))
-        merged[key] = {**before, **now}
+        # Managers' own columns are kept too, as the text they show, so a deleted row
+        # comes back whole; a cell emptied since is forgotten.
+        merged[key] = {**{c: v for c, v in before.items() if c in manager}, **now,
+                       **{t: cell_text(v) for t, v in extras.items()}}
     return merged, changes
 
 
@@ -317,6 +325,8 @@ class FamilyPlan:
     added: list[str] = field(default_factory=list)  # keys appended for the first time
     restored: list[str] = field(default_factory=list)  # keys a manager had deleted
     moved: list[tuple[str, str, str]] = field(default_factory=list)  # key, from, to sheet
+    # copied rows newly told they are not read: sheet, key, the copy's row, the row counted
+    copies: list[tuple[str, str, int, int]] = field(default_factory=list)
 
 
 class _Planned:
@@ -432,12 +442,35 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
             plan_of(home).append(key, wanted, source.values[key], source.extras.get(key, {}))
             out.moved.append((key, source.spec.title, home.spec.title))
         else:
-            plan_of(home).append(key, wanted, manager.get(key, {}), {})
+            stored = manager.get(key, {})
+            plan_of(home).append(key, wanted, stored,
+                                 {t: v for t, v in stored.items() if t not in spec.columns})
             (out.restored if key in manager or key in known else out.added).append(key)
         for state, row in found[1:] if kept else found:  # one copy per sheet: kept is [0]
             plan_of(state).write.delete_rows.append(row)
+    for state in (live, *(by_year[y] for y in sorted(by_year))):
+        _flag_copies(state, plan_of, out)
     out.writes = [p.write for p in planned.values()]
     return out
+
+
+def copy_note(key: str, counted: int) -> str:
+    """What a copied row says of itself: which copy counts, and what to do."""
+    return (f"copy of {key}: row {counted} is the one read; what is typed here is not "
+            "read: move it there and delete this row")
+
+
+def _flag_copies(state: SheetState, plan_of: Any, out: FamilyPlan) -> None:
+    """A row repeating a key of a row above it (a manager copied it) is never read: its
+    note column says so, once, and which row counts."""
+    note = state.spec.note_column
+    if not state.exists or note is None or note not in state.columns:
+        return
+    for key, row, values in state.duplicates:
+        text = copy_note(key, state.rows[key])
+        if values.get(note, "") != text:
+            plan_of(state).write.cells[(row, state.columns[note])] = text
+            out.copies.append((state.spec.title, key, row, state.rows[key]))
 
 
 def assign_ids(state: SheetState, ids: Sequence[str]) -> tuple[SheetWrite, dict[str, int]]:

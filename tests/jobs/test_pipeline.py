@@ -1,5 +1,7 @@
 """The whole loop on embedded connectors: real export files, SQLite, XLSX and .eml files."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -218,3 +220,22 @@ def test_a_column_in_both_day_orders_is_named_and_its_ambiguous_dates_marked(tmp
     assert trail.count("warning") == 1
     d.run()  # said once
     assert [e["event"] for e in store_of(d).audit_trail("google-form")].count("warning") == 1
+
+
+def test_a_row_a_manager_copied_is_marked_and_audited_once(dep):
+    dep.add_google("2026-11-16 10:00")
+    dep.run()
+    original = next(r for r in dep.sheet("Reports") if r["Report ID"] == "NM-000001")
+    dep.edit_tracker("Reports", "", **{**original, "Triage status": "Closed"})  # the copy
+    dep.run("2026-11-23 10:00")
+    dep.run("2026-11-23 11:00")
+    rows = [r for r in dep.sheet("Reports") if r["Report ID"] == "NM-000001"]
+    assert [r["Triage status"] for r in rows] == [None, "Closed"]
+    assert rows[0]["Check"] in (None, "")
+    assert rows[1]["Check"] == ("copy of NM-000001: row 2 is the one read; what is typed "
+                                "here is not read: move it there and delete this row")
+    trail = Store.open(dep.folder / "nearmiss.db").audit_trail("NM-000001")
+    copied = [e for e in trail if e["event"] == "copied row"]
+    assert len(copied) == 1 and re.search(r"^Reports row \d+ repeats NM-000001: row 2 is the "
+                                          r"one read", copied[0]["reason"])
+    assert not any(e["event"] == "manager change" for e in trail)  # the copy is not read

@@ -74,9 +74,20 @@ def test_not_effective_or_recurrence_after_verification_reopens(tz):
         "A-3": {"Linked to": "NM-1", "Status": "Not effective", "Due": "2026-11-21"},
     }), members, TODAY, tz).set_index("action_id")
     assert "NM-000009 joined PT-0001 on 2026-11-22" in out.loc["A-1", "reopened"]
-    assert out.loc["A-1", "overdue"]  # reopened: treated as open again
+    assert not out.loc["A-1", "done"]  # reopened: treated as open again
+    # ... and due again two weeks after it reopened, not overdue from its old due date
+    assert out.loc["A-1", "reopened_on"] == date(2026, 11, 22)
+    assert out.loc["A-1", "due_now"] == date(2026, 12, 6) and not out.loc["A-1", "overdue"]
     assert out.loc["A-2", "reopened"] == ""
     assert out.loc["A-3", "reopened"] == "verification found it not effective"
+    later = action_state(actions(**{
+        "A-1": {"Linked to": "PT-1", "Status": "Verified effective", "Verified on": "2026-11-20",
+                "Due": "2026-11-15"},
+        "A-4": {"Linked to": "NM-1", "Status": "Not effective", "Verified on": "2026-11-10",
+                "Due": "2026-12-20"}}), members, date(2026, 12, 9), tz).set_index("action_id")
+    assert later.loc["A-1", "overdue"] and "overdue since 2026-12-06" in later.loc[
+        "A-1", "tracking"]
+    assert later.loc["A-4", "due_now"] == date(2026, 12, 20)  # a later due a manager set
 
 
 def test_reminders_alone_are_pointed_out(tz):

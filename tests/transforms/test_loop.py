@@ -7,6 +7,7 @@ from connectors.templates import Renderer
 from tests.transforms.person_refs import readable
 from transforms.loop import Owed, digest_alerts, hold_mass_requests, owed_messages
 
+OCTOBER = pd.Timestamp("2026-10-15 10:00", tz="UTC")
 NOW = pd.Timestamp("2026-11-23 09:00", tz="UTC")
 ROLES = {"safeguarding_lead": ["sg@care.example"], "registered_manager": ["rm@care.example"],
          "quality_lead": ["q@care.example"], "clinical_lead": ["cl@care.example"]}
@@ -96,10 +97,28 @@ def test_overdue_reminder_at_most_daily(rules, tz):
                              "action": "Audit", "owner": "Pat", "owner_email": "pat@care.example",
                              "due": date(2026, 11, 20), "linked": "PT-1", "evidence": "",
                              "status": "Open", "outcome": "", "overdue": True,
-                             "verification_overdue": False}])
+                             "verification_overdue": False, "reopened": "",
+                             "reopened_on": None, "due_now": date(2026, 11, 20)}])
     out = owed(view({"reporter_email": None}), rules, tz, actions=actions)
     assert set(out) == {"reminder:A-0001:2026-11-23"}
     assert out["reminder:A-0001:2026-11-23"].context["action"]["days_overdue"] == 3
+    assert out["reminder:A-0001:2026-11-23"].context["action"]["status"] == "Open"
+
+
+def test_a_reopened_action_is_reminded_as_reopened_from_its_new_due_date(rules, tz):
+    actions = pd.DataFrame([{"action_id": "A-0002", "reports": [], "patterns": ["PT-0001"],
+                             "action": "Second check", "owner": "Pat",
+                             "owner_email": "pat@care.example", "due": date(2026, 10, 1),
+                             "linked": "PT-1", "evidence": "", "status": "Verified effective",
+                             "outcome": "", "overdue": True, "verification_overdue": False,
+                             "reopened": "NM-000009 joined PT-0001 on 2026-11-02, after "
+                                         "verification on 2026-10-20",
+                             "reopened_on": date(2026, 11, 2), "due_now": date(2026, 11, 16)}])
+    action = owed(view({"reporter_email": None}), rules, tz, actions=actions)[
+        "reminder:A-0002:2026-11-23"].context["action"]
+    assert action["days_overdue"] == 7 and action["status"] == "Reopened"
+    assert (action["reopened_on"], action["due_again"]) == ("02 November 2026",
+                                                            "16 November 2026")
 
 
 def test_one_alert_for_patterns_with_the_same_reports(rules, tz):
@@ -148,6 +167,33 @@ def test_monthly_learning_brief_for_last_month(rules, tz):
                 queued={"brief:2026-10:Oak House", "brief:2026-10:Everyone"}) == {}
 
 
+def test_a_brief_counts_only_its_month_and_only_valid_values(rules, tz):
+    reports = view({"submitted_at": pd.Timestamp("2026-09-10", tz="UTC")},
+                   {"submitted_at": pd.Timestamp("2026-09-12", tz="UTC"),
+                    "category": "laundry mix-up"},  # refused by the checks
+                   {"submitted_at": pd.Timestamp("2026-10-02", tz="UTC")})
+    at = pd.Timestamp
+    patterns = pd.DataFrame([
+        {"pattern_id": f"PT-000{i}", "rule_id": "same-category-service", "event": "",
+         "members": [], "reason": None, "closed_at": pd.NaT, **p} for i, p in enumerate([
+        {"key": ["medication", "Oak House"], "key_label": "Medication · Oak House",
+         "count": 3, "status": "open", "first_at": at("2026-09-01", tz="UTC"),
+         "last_at": at("2026-09-14", tz="UTC")},
+        {"key": ["transport", "Oak House"], "key_label": "Transport · Oak House",
+         "count": 3, "status": "open", "first_at": at("2026-10-03", tz="UTC"),
+         "last_at": at("2026-10-09", tz="UTC")},  # opened in October
+        {"key": ["behaviour", "Oak House"], "key_label": "Behaviour · Oak House",
+         "count": 4, "status": "open", "first_at": at("2026-07-01", tz="UTC"),
+         "last_at": at("2026-08-20", tz="UTC")}])])  # nothing in September
+    briefs = [{"team": "Everyone", "services": [], "to": ["all@care.example"]}]
+    brief = owed(reports, rules, tz, briefs=briefs, patterns=patterns, recent_days=0.001,
+                 now=pd.Timestamp("2026-10-15 09:00", tz="UTC"))["brief:2026-09:Everyone"]
+    assert brief.context["received"] == 2
+    assert brief.context["by_category"] == [{"category": "Medication", "count": 1},
+                                            {"category": "not recorded", "count": 1}]
+    assert [p["label"] for p in brief.context["patterns"]] == ["Medication · Oak House"]
+
+
 def test_no_reference_of_anyone_reaches_the_reporter_in_any_spelling(rules, tz):
     """The demo's leak: A's outcome and a pattern's action named B and C, members of the
     same repeat pattern, in the spellings people type; the team brief showed a "same
@@ -173,8 +219,8 @@ def test_no_reference_of_anyone_reaches_the_reporter_in_any_spelling(rules, tz):
          "reason": None, "first_at": NOW, "last_at": NOW, "closed_at": pd.NaT},
         {"pattern_id": "PT-0002", "rule_id": "same-person", "event": "opened",
          "key": ["OH-011"], "key_label": "OH-011", "members": ["NM-000003"], "count": 3,
-         "status": "open", "reason": None, "first_at": NOW, "last_at": NOW,
-         "closed_at": pd.NaT}])
+         "status": "open", "reason": None, "first_at": OCTOBER, "last_at": NOW,
+         "closed_at": pd.NaT}])  # active in October: in its brief
     out = owed(reports, rules, tz, actions=actions, patterns=patterns, recent_days=60,
                briefs=[{"team": "Everyone", "services": [], "to": ["all@care.example"]}],
                person_refs=["NG-007"])  # a held report's

@@ -371,3 +371,39 @@ def test_deletions_merge_per_sheet():
     (merged,) = merge_writes(a, b)
     assert merged.deleted() == [5, 3] and bool(SheetWrite(spec=REPORTS, delete_rows=[2]))
     assert SheetWrite(spec=REPORTS, delete_rows=[1, 0]).deleted() == []  # never the header
+
+
+def test_a_copied_row_is_told_which_row_counts_once():
+    first = row({"Report ID": "NM-000001", "Version": 1, "Category": "Medication",
+                 "Triage status": "Triaged"})
+    copy = row({"Report ID": "NM-000001", "Version": 1, "Category": "Medication",
+                "Triage status": "Closed"})  # typed into the copy: not read
+    state = read_sheet(REPORTS, [HEADER, first, copy])
+    plan = plan_family([state], desired({"Report ID": "NM-000001"}), {})
+    check = HEADER.index("Check") + 1
+    note = plan.writes[0].cells[(3, check)]
+    assert note.startswith("copy of NM-000001: row 2 is the one read")
+    assert plan.copies == [("Reports", "NM-000001", 3, 2)]
+    values, _ = manager_changes(state, {})
+    assert values["NM-000001"]["Triage status"] == "Triaged"
+    copy[check - 1] = note  # as the sheet now shows it: said once
+    again = plan_family([read_sheet(REPORTS, [HEADER, first, copy])],
+                        desired({"Report ID": "NM-000001"}), {})
+    assert not again.writes[0] and again.copies == []
+
+
+def test_a_deleted_row_comes_back_with_the_managers_own_columns():
+    header = [*HEADER, "Follow-up call"]
+    sheet = [header, [*row({"Report ID": "NM-000001", "Version": 1, "Category": "Medication",
+                            "Triage status": "Triaged"}), "rang Kim on Tuesday"]]
+    values, _ = manager_changes(read_sheet(REPORTS, sheet), {})
+    assert values["NM-000001"]["Follow-up call"] == "rang Kim on Tuesday"
+    state = read_sheet(REPORTS, [header])  # the manager deleted the row
+    plan = plan_family([state], desired({"Report ID": "NM-000001"}), values, {"NM-000001"})
+    assert plan.restored == ["NM-000001"]
+    line = plan.writes[0].append[0]
+    assert line[header.index("Triage status")] == "Triaged"
+    assert line[header.index("Follow-up call")] == "rang Kim on Tuesday"
+    emptied = [header, [*row({"Report ID": "NM-000001", "Version": 1}), ""]]
+    again, _ = manager_changes(read_sheet(REPORTS, emptied), values)
+    assert "Follow-up call" not in again["NM-000001"]  # cleared since: not brought back

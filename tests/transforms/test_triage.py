@@ -83,7 +83,28 @@ def test_serious_potential_harm_outside_the_named_categories(rules, tz):
     out = triage(frame({"category": "workflow", "potential_harm": "catastrophic",
                         "submitted_at": "2026-11-23 10:00"}), rules, tz)
     assert out.iloc[0]["rule_id"] == "serious-potential-harm"
-    assert out.iloc[0]["notification_reasons"] == "serious potential harm"
+    # severe potential harm alone is a careful team's everyday near miss: not a flag
+    assert not out.iloc[0]["notification_risk"]
+
+
+def test_a_notification_flag_needs_severe_harm_and_a_cue(rules, tz):
+    base = {"category": "medication", "potential_harm": "severe",
+            "submitted_at": "2026-11-23 10:00"}
+    out = triage(frame(
+        base,
+        {**base, "description": "Resident fell and was taken to hospital"},
+        {**base, "safeguarding_cue": "Bruising on both arms"},
+        {**base, "safeguarding_cue": "none"},  # a no-answer is not a cue
+        {**base, "potential_harm": "moderate", "description": "He fell"},
+        {**base, "description": "Came back from hospital; the handover still said away"},
+        {**base, "person_impact": "Would have had an allergic reaction"},
+    ), rules, tz)
+    assert out["notification_risk"].tolist() == [False, True, True, False, False, False,
+                                                 False]
+    assert out.iloc[1]["notification_reasons"] == ("serious potential harm, and the person "
+                                                   "was hurt or taken to hospital")
+    assert out.iloc[2]["notification_reasons"] == ("serious potential harm, and a "
+                                                   "safeguarding cue")
 
 
 def test_vectorised_over_many_rows(rules, tz):
