@@ -425,7 +425,7 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
     prior_state = store.patterns()
     prior = pd.DataFrame([{"pattern_id": pid, **st} for pid, st in prior_state.items()],
                          columns=["pattern_id", "rule_id", "key", "members"])
-    found = repeats.detect(view, rules, prior, closures)
+    found = repeats.merge_same_reports(repeats.detect(view, rules, prior, closures))
     fresh = found.patterns.loc[found.patterns["pattern_id"].isna(), "fingerprint"].tolist()
     numbers = store.peek("pattern", len(fresh))  # taken with the patterns' state
     r.taken["pattern"] = numbers[-1] if numbers else 0
@@ -686,7 +686,9 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
         for spec, desired in plans:
             store.add_tracker_keys(spec.title, (k for k in desired.index
                                                 if k not in written[spec.title]), r.now)
-    r.summary.tracker_cells = sum(len(w.cells) for w in writes)
+    # the data sheets' cells: the Summary sheet is rewritten as a whole view, not edits
+    r.summary.tracker_cells = sum(len(w.cells) for w in writes
+                                  if w.spec.title != governance.SUMMARY.title)
     r.summary.tracker_rows = appended
     r.summary.tracker_returned = sum(target == sheet for sheet, _, _, target in moves)
     r.summary.tracker_archived = len(moves) - r.summary.tracker_returned

@@ -503,6 +503,50 @@ def _to_utc(values: pd.Series) -> pd.Series:
     return pd.Series(ns.view("datetime64[ns]"), index=values.index).dt.tz_localize("UTC")
 
 
+def merge_same_reports(result: RepeatResult) -> RepeatResult:
+    """One cluster, one pattern: a new pattern whose reports are exactly those of another
+    pattern (two rules matching the same reports: category and service, category and
+    contributing factor) joins it instead of taking an id of its own. The pattern keeps
+    the id it already had, so a second rule that starts matching later changes nothing a
+    manager relies on; its row names every rule and key it meets.
+
+    Patterns that already have ids are left as they are, and one whose reports later
+    differ from the other's becomes a pattern of its own then. Call before `assign_ids`.
+    """
+    patterns = result.patterns
+    live = patterns[patterns["status"] != "dissolved"]
+    lead: dict[tuple[str, ...], int] = {}
+    gone: list[int] = []
+    labels: dict[int, tuple[list[str], list[str]]] = {}
+    # leads first: patterns with ids (oldest), then new ones in rule order
+    ordered = sorted(live.index, key=lambda i: (pd.isna(patterns.at[i, "pattern_id"]),
+                                                id_order(str(patterns.at[i, "pattern_id"]))
+                                                if pd.notna(patterns.at[i, "pattern_id"])
+                                                else (), i))
+    for i in ordered:
+        members = tuple(patterns.at[i, "members"])
+        if members in lead and pd.isna(patterns.at[i, "pattern_id"]):
+            first = lead[members]
+            rule_labels, key_labels = labels.setdefault(
+                first, ([str(patterns.at[first, "rule_label"])],
+                        [str(patterns.at[first, "key_label"])]))
+            rule_labels.append(str(patterns.at[i, "rule_label"]))
+            key_labels.append(str(patterns.at[i, "key_label"]))
+            gone.append(i)
+        else:
+            lead.setdefault(members, i)
+    if not gone:
+        return result
+    merged = patterns.drop(index=gone).copy()
+    for i, (rule_labels, key_labels) in labels.items():
+        merged.at[i, "rule_label"] = "; ".join(dict.fromkeys(rule_labels))
+        merged.at[i, "key_label"] = " / ".join(dict.fromkeys(key_labels))
+    dropped = set(patterns.loc[gone, "fingerprint"])
+    links = result.links[~result.links["fingerprint"].isin(dropped)]
+    return RepeatResult(patterns=merged.reset_index(drop=True),
+                        links=links.reset_index(drop=True))
+
+
 def assign_ids(result: RepeatResult, ids: dict[str, str]) -> RepeatResult:
     """Fill pattern_id of new patterns from ids allocated by the caller, keyed by fingerprint."""
     def fill(frame: pd.DataFrame) -> pd.DataFrame:

@@ -441,3 +441,34 @@ def test_detect_agrees_with_the_brute_force_reference(
     for members, first, last in zip(live["members"], live["first_at"], live["last_at"],
                                     strict=True):
         assert len(set(members)) == len(members) and first <= last
+
+
+# --- one cluster, one pattern ----------------------------------------------------------------
+
+def test_two_rules_matching_the_same_reports_are_one_pattern_naming_both() -> None:
+    from transforms.repeats import merge_same_reports
+
+    reports = frame(*(report(n, n, factors=["handover"]) for n in (1, 2, 3)))
+    found = merge_same_reports(detect(reports, RULES))
+    live = found.patterns[found.patterns["status"] != "dissolved"]
+    assert len(live) == 1
+    (row,) = live.itertuples()
+    assert row.rule_label == "same category at one service; same category and contributing factor"
+    assert row.key_label.startswith("Medication · Oak House / Medication")
+    assert set(found.links["fingerprint"]) == {row.fingerprint}  # one link per report
+    assert len(found.links) == 3
+
+
+def test_a_second_rule_matching_later_keeps_the_patterns_id() -> None:
+    from transforms.repeats import merge_same_reports
+
+    first = frame(*(report(n, n) for n in (1, 2, 3)))  # no factors: one rule matches
+    opened = with_ids(merge_same_reports(detect(first, RULES)), "PT-0001")
+    (pattern,) = opened.patterns.itertuples()
+    prior = opened.patterns[["pattern_id", "rule_id", "key", "members"]]
+    later = frame(*(report(n, n, factors=["handover"]) for n in (1, 2, 3)))  # factors added
+    again = merge_same_reports(detect(later, RULES, prior))
+    live = again.patterns[again.patterns["status"] != "dissolved"]
+    assert live["pattern_id"].tolist() == ["PT-0001"] and live["pattern_id"].notna().all()
+    assert "same category and contributing factor" in live.iloc[0]["rule_label"]
+    assert again.patterns["pattern_id"].notna().all()  # nothing left to number
