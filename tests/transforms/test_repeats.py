@@ -464,7 +464,7 @@ def test_a_second_rule_matching_later_keeps_the_patterns_id() -> None:
 
     first = frame(*(report(n, n) for n in (1, 2, 3)))  # no factors: one rule matches
     opened = with_ids(merge_same_reports(detect(first, RULES)), "PT-0001")
-    (pattern,) = opened.patterns.itertuples()
+    assert opened.patterns["pattern_id"].tolist() == ["PT-0001"]
     prior = opened.patterns[["pattern_id", "rule_id", "key", "members"]]
     later = frame(*(report(n, n, factors=["handover"]) for n in (1, 2, 3)))  # factors added
     again = merge_same_reports(detect(later, RULES, prior))
