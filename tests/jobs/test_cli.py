@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from openpyxl import load_workbook
 
 from jobs.cli import main
 from tests.fakes.deployment import Deployment
@@ -163,6 +164,14 @@ def test_demo_runs_twice_and_the_second_adds_nothing(tmp_path):
     assert second.returncode == 0, second.stderr
     assert "this run: 0 new, 0 edited" in second.stdout
     assert "0 emails queued, 0 sent" in second.stdout
+    # One of each governance email, and notification-risk flags only where a Registered
+    # Manager would act: the safeguarding reports and the unexplained bruising (README).
+    assert "1 board_summary" in first.stdout and "1 weekly_review" in first.stdout
+    book = load_workbook(tmp_path / "demo" / "tracker.xlsx")
+    assert "Summary" in book.sheetnames
+    rows = list(book["Reports"].iter_rows(values_only=True))
+    flagged = [r[0] for r in rows[1:] if r[rows[0].index("Notification risk")]]
+    assert flagged == [f"NM-{n:06d}" for n in (5, 12, 26, 35, 51, 68, 72, 82)]
 
 
 # -- failures end in one line: the cause and the fix, never SQL or report text -------------
