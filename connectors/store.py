@@ -413,6 +413,8 @@ class SourceMemory:
     full_read_on: str | None = None  # the local day of the last full read
     warnings: list[str] = field(default_factory=list)  # what its last parse said of it
     questions: dict[str, str] = field(default_factory=dict)  # question key -> title
+    # questions taken off the form (key -> title): the answers given to them are kept
+    retired: dict[str, str] = field(default_factory=dict)
 
 
 Notice = Literal["unmapped", "warnings"]
@@ -690,6 +692,12 @@ class Store:
             frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
         return frame
 
+    def latest_payloads(self, source: str) -> dict[str, dict[str, Any]]:
+        """Response id -> payload of its latest version, for one source."""
+        frame = self.latest_responses()
+        mine = frame[frame["source"] == source]
+        return dict(zip(mine["response_id"], mine["payload"], strict=True))
+
     def raw_versions(self, source: str, response_id: str) -> list[dict[str, Any]]:
         with self._read() as conn:
             rows = conn.execute(select(raw_responses).where(
@@ -795,13 +803,14 @@ class Store:
         values = self._values()
         return SourceMemory(values.get(f"watermark:{source}"), values.get(f"full read:{source}"),
                             values.get(f"warnings:{source}") or [],
-                            values.get(f"questions:{source}") or {})
+                            values.get(f"questions:{source}") or {},
+                            values.get(f"retired:{source}") or {})
 
     def remember_source(self, source: str, memory: SourceMemory, now: datetime) -> None:
         """Store what differs from what was remembered (a `None` watermark keeps the last)."""
         before = self.source_memory(source)
         keys = {"watermark": "watermark", "full_read_on": "full read", "warnings": "warnings",
-                "questions": "questions"}
+                "questions": "questions", "retired": "retired"}
         self._save_state("value", {
             f"{name}:{source}": {"value": getattr(memory, attr)} for attr, name in keys.items()
             if getattr(memory, attr) != getattr(before, attr)

@@ -17,7 +17,7 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -233,15 +233,24 @@ def capture(r: Run) -> None:
         if pulled.unchanged:  # an export file as it was: what it said then still holds
             r.summary.warnings += [f"{source.name}: {w}" for w in memory.warnings]
             continue
+        questions = pulled.questions or memory.questions
+        retired = normalize.retired_questions(memory.retired, memory.questions, questions)
+        responses = pulled.responses
+        if retired:  # a re-read without the question must not erase what was answered
+            before = store.latest_payloads(source.name)
+            responses = [replace(x, answers=normalize.keep_answers(
+                x.answers, before.get(x.response_id), retired)) for x in responses]
+        changed = question_events(source.name, memory.questions, pulled.questions)
         with r.saving():
-            added = store.add_raw(pulled.responses, r.now)
-            r.events += question_events(source.name, memory.questions, pulled.questions)
+            added = store.add_raw(responses, r.now)
+            r.events += changed
             store.remember_source(source.name, SourceMemory(
-                pulled.watermark, today, pulled.warnings,
-                pulled.questions or memory.questions), r.now)
+                pulled.watermark, today, pulled.warnings, questions, retired), r.now)
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions
         r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
+        # said in this run's output too, once: the audit log keeps it
+        r.summary.warnings += [f"{e.entity_id}: {e.event} {e.reason}" for e in changed]
         log.info("%s: %d new, %d edited, %d unchanged", source.name, added.new, added.versions,
                  added.unchanged)
 

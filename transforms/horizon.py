@@ -38,7 +38,8 @@ def next_change(frames: Iterable[pd.DataFrame], now: pd.Timestamp, tz: ZoneInfo
             values = frame[column]
             if not isinstance(values.dtype, pd.DatetimeTZDtype):
                 continue
-            ahead = values[values > now]
+            # A time equal to now is still ahead: at it, what is due is not yet overdue.
+            ahead = values[values >= now]
             if len(ahead):
                 soonest = min(soonest, ahead.min().tz_convert("UTC"))
     return soonest

@@ -246,6 +246,23 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str | lis
     return Mapped(responses=out, unmapped=unmapped_frame, column_notes=column_notes)
 
 
+def retired_questions(retired: dict[str, str], before: dict[str, str],
+                      now: dict[str, str]) -> dict[str, str]:
+    """Questions taken off a form (key -> title), still remembered: those retired before and
+    those in `before` but not `now`; one back on the form is live again."""
+    gone = {**retired, **{q: t for q, t in before.items() if now and q not in now}}
+    return {q: t for q, t in gone.items() if q not in now}
+
+
+def keep_answers(answers: dict[str, Any], before: dict[str, Any] | None,
+                 retired: dict[str, str]) -> dict[str, Any]:
+    """A response's answers with what it answered to questions since taken off the form:
+    an export without the column says nothing about the answer, it is not a blank one."""
+    kept = {q: a for q, a in ((before or {}).get("answers") or {}).items()
+            if q in retired and q not in answers}
+    return {**answers, **kept} if kept else answers
+
+
 def normalise_reference(value: Any) -> str | None:
     """"nm 123", "NM-000123" and "NM000123" all name report NM-000123."""
     if not isinstance(value, str):
