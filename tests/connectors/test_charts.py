@@ -43,8 +43,11 @@ HOSTILE = [
 
 @pytest.fixture(autouse=True)
 def _no_warnings() -> Iterator[None]:
+    """Any warning the drawing raises fails the test; an unclosed socket or file another
+    test left for the garbage collector may surface here and says nothing of charts."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        warnings.simplefilter("default", ResourceWarning)
         yield
 
 
@@ -133,6 +136,7 @@ def test_charts_drawn_at_once_from_threads_are_the_same() -> None:
     def draw(name: str) -> bytes:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
+            warnings.simplefilter("default", ResourceWarning)
             return ORDINARY[name]()
 
     names = list(ORDINARY) * 2

@@ -34,6 +34,9 @@ def test_the_earliest_time_still_ahead_in_any_date_time_column():
     assert next_change([view.iloc[:0]], now, LONDON) == ts("2026-11-24 00:00")
     assert next_change([view[["occurred_at"]], view.iloc[:0]], now, LONDON) == ts(
         "2026-11-23 15:00")
-    # A time exactly now has come already; a time past midnight waits for midnight.
+    # A time exactly now is still ahead: what falls due at it is overdue only after it, so
+    # the next run must look again. A time past midnight waits for midnight.
     at_now = pd.DataFrame({"t": pd.Series([now, ts("2026-11-25 00:00")])})
-    assert next_change([at_now], now, LONDON) == ts("2026-11-24 00:00")
+    assert next_change([at_now], now, LONDON) == now
+    later = pd.DataFrame({"t": pd.Series([ts("2026-11-25 00:00")])})
+    assert next_change([later], now, LONDON) == ts("2026-11-24 00:00")
