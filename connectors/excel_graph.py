@@ -13,8 +13,13 @@ id, manager columns never written, deleted rows restored by the pipeline. What a
 
 Every text value is written with Excel's text prefix (an apostrophe, which Excel keeps out
 of the value): typed into a cell, `=1+1` would become a formula, `1/2` a date and `0012`
-a number. Graph cannot set data validation (the dropdowns of the XLSX and Google trackers),
-conditional formats or sheet protection; the README says so.
+a number. A date is written as Excel stores one, a serial number of days, with its number
+format (`yyyy-mm-dd hh:mm`, a day alone `yyyy-mm-dd`) in the same range update: the read
+gives a number in a date format back as the datetime it shows (connectors/graph.py
+`cells`), so it compares equal and is not written again. A new sheet's columns are sized to
+what its first rows hold and long text wraps (connectors/sheet_layout.py). Graph cannot set
+data validation (the dropdowns of the XLSX and Google trackers), conditional formats or
+sheet protection; the README says so.
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ from connectors.graph import (
     tags,
 )
 from connectors.microsoft_forms import explain_workbook
+from connectors.sheet_layout import date_value, layout, number_format, points, runs_of, serial
 from connectors.sheet_writes import (
     JsonValue,
     a1,
     archive_spec,
+    column_letter,
     column_number,
     json_cell,
     rectangle,
@@ -228,19 +235,23 @@ class ExcelGraphTracker:
         out: list[dict[str, Any]] = []
         values: dict[tuple[int, int], JsonValue] = {(1, c): _json(t) for c, t in w.header.items()}
         values.update({key: _json(v) for key, v in w.cells.items()})
+        formats = {key: _format(v) for key, v in w.cells.items()}
         for row in sorted({r for r, _ in values}):
             for start, end in runs(c for r, c in values if r == row):
-                out.append(update(f"{a1(row, start)}:{a1(row, end)}",
-                                  {"values": [[_cleared(values[(row, c)])
-                                               for c in range(start, end + 1)]]},
-                                  f"row {row} of {w.spec.title}"))
+                cols = range(start, end + 1)
+                out.append(update(f"{a1(row, start)}:{a1(row, end)}", _body(
+                    [[_cleared(values[(row, c)]) for c in cols]],
+                    [[formats.get((row, c)) for c in cols]]), f"row {row} of {w.spec.title}"))
         block = [[_json(v) for v in line] for line in w.append]
         width = max((len(line) for line in block), default=0)
         first = max([last, *(r for (r, _), v in values.items() if v not in (None, ""))]) + 1
         for i in range(0, len(block) if width else 0, _ROWS_PER_RANGE):
+            lines = w.append[i:i + _ROWS_PER_RANGE]
             part = [line + [None] * (width - len(line)) for line in block[i:i + _ROWS_PER_RANGE]]
             out.append(update(f"{a1(first + i, 1)}:{a1(first + i + len(part) - 1, width)}",
-                              {"values": [[_cleared(v) for v in line] for line in part]},
+                              _body([[_cleared(v) for v in line] for line in part],
+                                    [[_format(v) for v in line] + [None] * (width - len(line))
+                                     for line in lines]),
                               f"new rows of {w.spec.title}"))
         if w.create or w.header:  # the header bold, the manager columns' titles filled
             width = max(w.header, default=0) or len(w.spec.columns)
@@ -250,6 +261,14 @@ class ExcelGraphTracker:
             out += [update(f"{a1(1, start)}:{a1(1, end)}", {"color": _MANAGER_FILL},
                            f"the manager columns of {w.spec.title}", "/format/fill")
                     for start, end in runs(managers)]
+        if w.create:  # after the values: the whole columns, rows appended later included
+            columns = layout(w)
+            for start, end in runs_of(columns, columns):
+                look: dict[str, Any] = {"columnWidth": points(columns[start].width)}
+                if columns[start].wrap:
+                    look.update(wrapText=True, verticalAlignment="Top")
+                out.append(update(f"{column_letter(start)}:{column_letter(end)}", look,
+                                  f"the columns of {w.spec.title}", "/format"))
         return out
 
     def _remember(self, writes: Sequence[SheetWrite]) -> None:
@@ -291,9 +310,26 @@ def _placed(used: dict[str, Any]) -> list[list[Cell]]:
 
 def _json(value: Cell) -> JsonValue:
     """A cell as Graph takes it: text with Excel's text prefix, so it is never read as a
-    formula, number or date (dates too are written as the text the other trackers write)."""
+    formula, number or date; a date as its serial number (shown by `_format`)."""
+    when = date_value(value)
+    if when is not None:
+        return serial(when)
     cell = json_cell(value)
     return "'" + cell if isinstance(cell, str) and cell else cell
+
+
+def _format(value: Cell) -> str | None:
+    """The number format a value's cell needs: a date's; None leaves the cell's own."""
+    when = date_value(value)
+    return number_format(when) if when is not None else None
+
+
+def _body(values: list[list[JsonValue]], formats: list[list[str | None]]) -> dict[str, Any]:
+    """A range update: the values, with the number formats when some cell needs one (null
+    entries leave a cell's format as it is)."""
+    if any(f is not None for line in formats for f in line):
+        return {"values": values, "numberFormat": formats}
+    return {"values": values}
 
 
 def _cleared(value: JsonValue) -> JsonValue:

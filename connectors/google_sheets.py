@@ -6,9 +6,9 @@ account is one "user" to the quota (60 requests per minute):
 * read: one ``spreadsheets.get`` masked to the sheets' ids, titles and grid sizes, and one
   ``values.batchGet`` of every tracker sheet that exists (FORMATTED_VALUE: all strings);
 * write: at most one ``spreadsheets.batchUpdate`` for structure (new sheets and their
-  layout, grid growth, rows deleted) and one ``values.batchUpdate`` (RAW) for every cell of
-  every sheet (split only when it would exceed the 2 MB Google recommends: a first run over
-  a long history).
+  layout, grid growth, rows deleted, the number format of the cells a date is written to)
+  and one ``values.batchUpdate`` (RAW) for every cell of every sheet (split only when it
+  would exceed the 2 MB Google recommends: a first run over a long history).
 
 Rows are deleted in the structural request, before the values are written, so the cells
 and appended rows of a write are moved up past the deleted rows before they are sent.
@@ -16,6 +16,19 @@ and appended rows of a write are moved up past the deleted rows before they are 
 Rows are appended at explicit A1 ranges after the last row seen by the read, never with
 ``values.append``, whose table detection can land rows in the wrong columns. Every value is
 written RAW, so submitted text such as ``=HYPERLINK(...)`` stays text.
+
+A date is written as a serial number of days, and the cells it goes to are given a date
+number format (``yyyy-mm-dd hh:mm``, a day alone ``yyyy-mm-dd``) in the same run's
+structural request: managers sort and filter a real date, and the FORMATTED_VALUE read gives
+back the text the tracker compares, so the value is not written again. (USER_ENTERED would
+parse an ISO text into a date too, but in a format of the spreadsheet's locale, and would
+turn submitted text into formulas.) The format goes with the values on every write rather
+than once on the column: a sheet an earlier version created has none, and rows the grid
+grows by carry none.
+
+A new sheet's columns are sized to what its first rows hold and long text wraps
+(connectors/sheet_layout.py); a later write leaves widths alone, as reading them back
+would cost every run a larger metadata request.
 """
 
 from __future__ import annotations
@@ -34,6 +47,15 @@ from gspread.utils import rowcol_to_a1
 from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.errors import ApiError
 from connectors.google_auth import GoogleClients, forbidden_reason
+from connectors.sheet_layout import (
+    DATE_TIME_FORMAT,
+    date_value,
+    layout,
+    number_format,
+    pixels,
+    runs_of,
+    serial,
+)
 from connectors.sheet_writes import (
     JsonValue,
     archive_spec,
@@ -253,13 +275,19 @@ class GoogleSheetsTracker:
                 if w.create:
                     columns = {title: col for col, title in w.header.items()}
                     requests += self._layout(sheet_id, w.spec, columns)
+                    requests += _columns_look(sheet_id, w)
                     requests += [_add_chart(sheet_id, chart) for chart in w.charts]
+                requests += _date_formats(sheet_id, w, _append_start(w, 1))
                 continue
             requests += self._grow(sheet, w, rows, cols)
             # Highest first, so each request's row numbers are still those of the read.
             requests += [{"deleteDimension": {"range": {
                 "sheetId": sheet.sheet_id, "dimension": "ROWS", "startIndex": start - 1,
                 "endIndex": end}}} for start, end in reversed(runs(gone))]
+            # After the deletions: the rows as the values request will find them.
+            after = shifted(w, gone)
+            requests += _date_formats(sheet.sheet_id, after,
+                                      _append_start(after, last - len(gone)))
             if w.create:
                 continue  # it exists after all (a lost answer, a stale read): laid out already
             # New header cells on an existing sheet are bold, as the rest of the header.
@@ -356,7 +384,7 @@ class GoogleSheetsTracker:
             cells: dict[tuple[int, int], JsonValue] = {
                 (1, col): text for col, text in w.header.items()}
             for key, value in w.cells.items():
-                json_value = json_cell(value)
+                json_value = _json(value)
                 cells[key] = "" if json_value is None else json_value  # null is skipped
             for row in sorted({r for r, _ in cells}):
                 for start, end in runs(c for r, c in cells if r == row):
@@ -429,9 +457,16 @@ def _new_sheet_id(title: str, taken: set[int]) -> int:
     return sheet_id
 
 
+def _json(value: Cell) -> JsonValue:
+    """A cell as the values request takes it: a date as its serial number (its cell is
+    given a date format by `_date_formats`), anything else as `json_cell` says."""
+    when = date_value(value)
+    return serial(when) if when is not None else json_cell(value)
+
+
 def _appended(line: Sequence[Cell]) -> list[JsonValue]:
     """An appended row: None and "" are left empty (null cells are skipped by the API)."""
-    out = [None if v == "" else v for v in map(json_cell, line)]
+    out = [None if v == "" else v for v in map(_json, line)]
     while out and out[-1] is None:
         out.pop()
     return out
@@ -451,6 +486,62 @@ def _extent(w: SheetWrite, last: int) -> tuple[int, int]:
     cols = max([0, *w.header, *(c for _, c in w.cells),
                 *(len(_appended(line)) for line in w.append)])
     return rows, cols
+
+
+def _date_formats(sheet_id: int, w: SheetWrite, first: int) -> list[dict[str, Any]]:
+    """A date number format for each cell `w` writes a date to (its appended rows from row
+    `first`), as one request per run of such cells down a column: empty appended cells
+    between two dates join the run, so a date column of a long first run is one request."""
+    formats: dict[int, dict[int, str]] = {}  # column -> row -> format
+    for (row, col), value in w.cells.items():
+        when = date_value(value)
+        if when is not None:
+            formats.setdefault(col, {})[row] = number_format(when)
+    for i, line in enumerate(w.append):
+        for col, value in enumerate(line, start=1):
+            when = date_value(value)
+            if when is not None:
+                formats.setdefault(col, {})[first + i] = number_format(when)
+
+    def blank(row: int, col: int) -> bool:  # an appended cell left empty
+        i = row - first
+        if not 0 <= i < len(w.append):
+            return False
+        line = w.append[i]
+        return col > len(line) or line[col - 1] is None or line[col - 1] == ""
+
+    out: list[dict[str, Any]] = []
+    for col, rows in sorted(formats.items()):
+        spans: list[list[Any]] = []  # [first row, last row, format]
+        for row in sorted(rows):
+            last = spans[-1] if spans else None
+            if last is not None and last[2] == rows[row] and all(
+                    blank(r, col) for r in range(last[1] + 1, row)):
+                last[1] = row
+            else:
+                spans.append([row, row, rows[row]])
+        out += [_repeat(sheet_id, start - 1, end, col - 1, col, {"numberFormat": {
+            "type": "DATE_TIME" if fmt == DATE_TIME_FORMAT else "DATE", "pattern": fmt}},
+            "userEnteredFormat.numberFormat") for start, end, fmt in spans]
+    return out
+
+
+def _columns_look(sheet_id: int, w: SheetWrite) -> list[dict[str, Any]]:
+    """Widths from what a new sheet's first write holds, and long text wrapped (whole
+    columns, so rows appended later wrap too)."""
+    columns = layout(w)
+    out: list[dict[str, Any]] = [{"updateDimensionProperties": {
+        "range": {"sheetId": sheet_id, "dimension": "COLUMNS", "startIndex": start - 1,
+                  "endIndex": end},
+        "properties": {"pixelSize": pixels(columns[start].width)}, "fields": "pixelSize"}}
+        for start, end in runs_of(columns, {c: col.width for c, col in columns.items()})]
+    wrapped = [c for c, col in columns.items() if col.wrap]
+    out += [{"repeatCell": {
+        "range": {"sheetId": sheet_id, "startColumnIndex": start - 1, "endColumnIndex": end},
+        "cell": {"userEnteredFormat": {"wrapStrategy": "WRAP", "verticalAlignment": "TOP"}},
+        "fields": "userEnteredFormat.wrapStrategy,userEnteredFormat.verticalAlignment"}}
+        for start, end in runs(wrapped)]
+    return out
 
 
 def _add_chart(sheet_id: int, chart: Chart) -> dict[str, Any]:

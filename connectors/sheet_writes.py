@@ -61,8 +61,9 @@ def runs(columns: Iterable[int]) -> list[tuple[int, int]]:
 
 
 def json_cell(value: Cell) -> JsonValue:
-    """A cell as a cloud spreadsheet API takes it in JSON: dates as text (as the XLSX
-    tracker shows them), anything else unexpected as text.
+    """A cell as a cloud spreadsheet API takes it in JSON: dates as the text they show
+    (the trackers write a date cell as a serial number with a date format themselves: see
+    connectors/sheet_layout.py), anything else unexpected as text.
 
     Text is made safe and cut to the cell limit (Sheets takes 50,000 characters, Excel
     32,767: one limit keeps the backends alike), so no value fails a batch.

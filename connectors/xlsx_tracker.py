@@ -4,9 +4,15 @@ Reading uses python-calamine, a compiled reader many times faster than openpyxl 
 history, and gives each sheet's rows as openpyxl's ``values_only`` reading does
 (connectors/calamine_rows.py). Changed cells and new rows of existing sheets are written into
 the workbook's XML (connectors/xlsx_patch.py); openpyxl, which sets formats, filters and
-validations, loads it only to create a sheet, delete rows or store a date. The workbook is
-saved only when some cell's value really differs: a run with nothing new costs one fast
-read and no save.
+validations, loads it only to create a sheet or delete rows. The workbook is saved only when
+some cell's value really differs: a run with nothing new costs one fast read and no save.
+
+Columns are sized to what they hold (connectors/sheet_layout.py). The widths live in the
+sheet's own `<cols>`, where both writers keep them: a new sheet gets them from its first
+rows, and a later write widens a column its values do not fit, on the fast path as on
+openpyxl's, so widths never cost a run its fast path nor a save of its own. Long-text
+columns carry a wrapping style as their column style, which every cell written into them
+takes. Dates are date cells shown as `yyyy-mm-dd hh:mm` (a day alone as `yyyy-mm-dd`).
 
 A save goes through a temporary file and an atomic rename, so a failure mid-save never
 leaves a half-written tracker. The new file takes the mode, owner and group of the one it
@@ -25,13 +31,15 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
+from copy import copy
 from pathlib import Path
 from typing import Any
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.formatting.rule import CellIsRule
-from openpyxl.styles import Font, PatternFill
-from openpyxl.utils import get_column_letter
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.styles.numbers import is_date_format
+from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.exceptions import IllegalCharacterError
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
@@ -41,6 +49,7 @@ from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.calamine_rows import openpyxl_row
 from connectors.errors import TrackerError
 from connectors.files import remove_stale_temp_files
+from connectors.sheet_layout import date_value, layout, number_format, widened
 from connectors.xlsx_patch import Declined, patch_workbook, write_parts
 from domain.records import Chart
 from domain.text import sheet_text
@@ -50,6 +59,9 @@ log = logging.getLogger(__name__)
 _HEADER_FONT = Font(bold=True)
 _MANAGER_FILL = PatternFill("solid", fgColor="FFF2CC")  # manager columns: pale yellow
 _OVERDUE_FILL = PatternFill("solid", fgColor="F4CCCC")
+# Long text: wrapped, and read from the top of its row as the row grows with it.
+_WRAP = Alignment(wrap_text=True, vertical="top")
+_DEFAULT_WIDTH = 8.43  # Excel's width of a column without one of its own
 
 # A new tracker is readable by its owner only: it holds person references and what
 # happened to them. Sharing it (a group such as care-managers, mode 0660) is the operator's
@@ -67,10 +79,36 @@ _TEMP_NAME = re.compile(rf"{re.escape(_TEMP_PREFIX)}[a-z0-9_]{{8}}{re.escape(_TE
 # underscore escaped (_x005F_), or "_x0041_" typed in a report would read back as "A".
 _ESCAPE_LIKE = re.compile(r"_(?=x[0-9A-Fa-f]{4}_)")
 
-def _set(ws: Worksheet, row: int, col: int, value: Cell) -> bool:
-    """Store `value` in a cell; True when the cell's value or type changed."""
-    cell = ws.cell(row=row, column=col)
+def _column_styles(ws: Worksheet) -> dict[int, Any]:
+    """Column -> the style of the columns that have one (their cells' default in Excel)."""
+    out = {}
+    for dim in ws.column_dimensions.values():
+        if dim.has_style:
+            first = dim.min or column_index_from_string(dim.index)
+            out.update(dict.fromkeys(range(first, min(dim.max or first, 16_384) + 1),
+                                     dim._style))
+    return out
+
+
+def _set(ws: Worksheet, row: int, col: int, value: Cell,
+         column_styles: dict[int, Any] | None = None) -> bool:
+    """Store `value` in a cell; True when the cell's value or type changed.
+
+    A new cell takes its column's style (`column_styles`: a wrapped column's wrap), as a
+    cell typed into the column in Excel does. A date is shown in the tracker's date format,
+    unless its cell already shows dates in a format of its own (one a manager chose)."""
+    cell = ws._cells.get((row, col))
+    if cell is None:
+        cell = ws.cell(row=row, column=col)
+        if column_styles and col in column_styles:
+            cell._style = copy(column_styles[col])
     before = (cell.value, cell.data_type)
+    when = date_value(value)
+    if when is not None:
+        value = when  # a plain datetime: openpyxl handles pandas' Timestamp unevenly
+        if not (cell.has_style and is_date_format(cell.number_format)):
+            # Before the value: openpyxl then keeps it rather than setting its own.
+            cell.number_format = number_format(when)
     if isinstance(value, str):
         value = sheet_text(value)  # openpyxl raises on a control character, cuts long text
     try:
@@ -190,7 +228,7 @@ class XlsxTracker:
 
         Cells and rows of sheets the file has are written into its XML (connectors/
         xlsx_patch.py): seconds where loading and saving a large workbook takes minutes.
-        New sheets, deleted rows and dates go through openpyxl."""
+        New sheets and deleted rows go through openpyxl."""
         writes = [w for w in writes if w]
         if not writes:
             return
@@ -216,16 +254,21 @@ class XlsxTracker:
             for col, title in w.header.items():
                 changed |= _set(ws, 1, col, title)
                 ws.cell(row=1, column=col).font = _HEADER_FONT
+            if w.create:  # before the values, which take the columns' styles
+                self._format(ws, w)
+            else:
+                # Widened with the values it is for: saved when they are, never alone.
+                _widen(ws, w)
+            styles = _column_styles(ws)
             for (row, col), value in w.cells.items():
-                changed |= _set(ws, row, col, value)
+                changed |= _set(ws, row, col, value, styles if row > 1 else None)
             last = ws.max_row  # rows after it are the appended ones: never deleted
             start = ws.max_row + 1 if ws.max_row > 1 or ws.cell(1, 1).value else 2
             for i, line in enumerate(w.append):
                 for col, value in enumerate(line, start=1):
                     if value is not None and value != "":
-                        changed |= _set(ws, start + i, col, value)
+                        changed |= _set(ws, start + i, col, value, styles)
             if w.create:
-                self._format(ws, w.spec)
                 for chart in w.charts:
                     ws.add_chart(_chart(ws, chart), f"{get_column_letter(chart.anchor[1])}"
                                                     f"{chart.anchor[0]}")
@@ -239,12 +282,19 @@ class XlsxTracker:
             with contextlib.suppress(OSError):  # else the next write refuses: safe
                 self._seen = self._signature()  # the workbook in memory is now the file
 
-    def _format(self, ws: Worksheet, spec: SheetSpec) -> None:
+    def _format(self, ws: Worksheet, w: SheetWrite) -> None:
+        """The look of a new sheet: header, column widths and wraps (from what `w` puts in
+        it), filter colours, dropdowns."""
+        spec = w.spec
         ws.freeze_panes = "A2"
+        for col, column in layout(w).items():
+            dim = ws.column_dimensions[get_column_letter(col)]
+            dim.width = column.width
+            if column.wrap:
+                dim.alignment = _WRAP
         titles = {ws.cell(1, c).value: c for c in range(1, ws.max_column + 1)}
         for title, col in titles.items():
             letter = get_column_letter(col)
-            ws.column_dimensions[letter].width = min(max(len(str(title)) + 4, 12), 40)
             if title in spec.manager_columns:
                 ws.cell(1, col).fill = _MANAGER_FILL
             if title in spec.dropdowns:
@@ -300,6 +350,29 @@ def _chart(ws: Worksheet, spec: Chart) -> Any:
     chart.set_categories(Reference(ws, min_col=spec.category_col, min_row=spec.header_row + 1,
                                    max_row=spec.last_row))
     return chart
+
+
+def _widen(ws: Worksheet, w: SheetWrite) -> None:
+    """Widen the columns of an existing sheet too narrow for what `w` writes into them, as
+    connectors/xlsx_patch.py does on the fast path: never narrower, never a hidden column.
+    A run of columns sharing one width (as Excel saves them) is split first, so only the
+    column that needs it changes."""
+    dims = ws.column_dimensions
+    for col, width in widened(w).items():
+        letter = get_column_letter(col)
+        run = next((d for d in dims.values() if (d.min <= col <= d.max if d.min and d.max
+                                                  else d.index == letter)), None)
+        if run is not None and run.hidden:
+            continue
+        if (run.width if run is not None and run.width else _DEFAULT_WIDTH) >= width:
+            continue
+        if run is not None and run.min and run.max and run.min != run.max:
+            del dims[run.index]
+            for i in range(run.min, run.max + 1):
+                piece = copy(run)
+                piece.index, piece.min, piece.max = get_column_letter(i), i, i
+                dims[piece.index] = piece
+        dims[letter].width = width
 
 
 def _delete_rows(ws: Worksheet, rows: Sequence[int]) -> bool:

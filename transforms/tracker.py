@@ -17,6 +17,7 @@ count and the one that is kept; it is moved when it is not in the sheet it belon
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -29,7 +30,7 @@ import pandas as pd
 from config.rules import Rules
 from domain.records import Cell, SheetSpec, SheetWrite
 from domain.text import sheet_text
-from transforms.normalize import display, local_time, local_times
+from transforms.normalize import display
 
 TRIAGE_STATUS = ["In review", "Triaged", "Closed"]
 JUST_CULTURE = {
@@ -104,10 +105,22 @@ DATA_QUALITY = SheetSpec(
 SHEETS = [REPORTS, PATTERNS, ACTIONS, DATA_QUALITY]
 
 
+# A date and time at midnight as a sheet that shows its number format gives it back.
+_MIDNIGHT = re.compile(r"\d{4}-\d{2}-\d{2} 00:00")
+
+
 def cell_text(value: Cell) -> str:
-    """A cell as comparable text: what a manager sees, whatever type the backend returns."""
+    """A cell as comparable text: what a manager sees, whatever type the backend returns.
+
+    A time at midnight is its day alone: an Excel reader gives such a date cell as a
+    datetime at midnight whether it shows the time or not, while Sheets gives the text of
+    its format ("2026-11-20 00:00"); both are the same value, and must compare as one.
+    """
     if isinstance(value, str):  # most cells: first, as every cell of every read comes here
-        return value.strip()
+        text = value.strip()
+        if len(text) == 16 and text.endswith(" 00:00") and _MIDNIGHT.fullmatch(text):
+            return text[:10]
+        return text
     if value is None or value is pd.NaT or value is pd.NA:
         return ""
     if isinstance(value, np.bool_ | np.integer | np.floating):
@@ -494,6 +507,29 @@ def assign_ids(state: SheetState, ids: Sequence[str]) -> tuple[SheetWrite, dict[
 
 
 # -- what the system writes in each sheet ------------------------------------------------------
+#
+# Dates and times are date cells (naive datetimes in the deployment's wall-clock time, a day
+# alone a `date`), so that managers sort and filter them as dates; the trackers write them
+# as their spreadsheet's dates, and read back they compare equal (`cell_text`).
+
+
+def _wall_clock(values: pd.Series, tz: ZoneInfo) -> pd.Series:
+    """Times (UTC) as the deployment's wall-clock time, naive and to the minute: the sheet
+    shows minutes, and a value equal to what it shows sorts and filters as it reads. NaT
+    where a time is missing."""
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = pd.to_datetime(values.map(lambda v: None if v is None or pd.isna(v)
+                                           else pd.Timestamp(v)), utc=True)
+    return values.dt.tz_convert(tz).dt.tz_localize(None).dt.floor("min")
+
+
+def _dated(values: pd.Series, fmt: str, day: bool = False) -> pd.Series:
+    """Wall-clock texts written as `fmt` as date cells (a `date` when `day`); empty as None,
+    and a text that is not such a time kept as the text it is."""
+    text = values.where(values.notna(), "").astype(str)
+    parsed = pd.to_datetime(text, format=fmt, errors="coerce")
+    cells = (parsed.dt.date if day else parsed).astype(object)
+    return cells.where(parsed.notna(), text.where(text != "", None))
 
 
 def reports_rows(view: pd.DataFrame, rules: Rules, tz: ZoneInfo, now: pd.Timestamp,
@@ -514,8 +550,8 @@ def reports_rows(view: pd.DataFrame, rules: Rules, tz: ZoneInfo, now: pd.Timesta
     out = pd.DataFrame({
         "Report ID": view["report_id"],
         "Version": view["version"].astype(int),
-        "Submitted": local_times(view["submitted_at"], tz),
-        "Occurred": local_times(col("occurred_at"), tz),
+        "Submitted": _wall_clock(view["submitted_at"], tz),
+        "Occurred": _wall_clock(col("occurred_at"), tz),
         "Service": col("service").fillna(""),
         "Setting": labelled("setting"),
         "Shift": labelled("shift"),
@@ -530,7 +566,7 @@ def reports_rows(view: pd.DataFrame, rules: Rules, tz: ZoneInfo, now: pd.Timesta
         "Missing information": view["blocked"].fillna(""),
         "Pathway": view["pathway_label"],
         "Priority": view["priority"],
-        "Triage due": local_times(view["triage_due"], tz),
+        "Triage due": _wall_clock(view["triage_due"], tz),
         "Overdue": overdue.map({True: "overdue", False: ""}),
         "Notification risk": view["notification_reasons"].fillna(""),
         "Rule": view["rule_id"],
@@ -549,8 +585,8 @@ def patterns_rows(patterns: pd.DataFrame, tz: ZoneInfo) -> pd.DataFrame:
         "Similar on": patterns["key_label"],
         "Reports": patterns["count"].astype(int),
         "Report IDs": patterns["members"].map(", ".join),
-        "First": patterns["first_at"].map(lambda t: local_time(t, tz)),
-        "Last": patterns["last_at"].map(lambda t: local_time(t, tz)),
+        "First": _wall_clock(patterns["first_at"], tz),
+        "Last": _wall_clock(patterns["last_at"], tz),
         "Status": patterns["display_status"],
         "Why": patterns["reason"].fillna(""),
     })
@@ -591,8 +627,8 @@ def quality_rows(view: pd.DataFrame, held: pd.DataFrame, rules: Rules) -> pd.Dat
         "Cannot proceed without": rows["blocked"].fillna(""),
         "Reporter contactable": rows["contactable"].map({True: "Yes", False: "No"}).where(
             undelivered == "", "No: " + undelivered),
-        "Information requested": rows["info_requested"].fillna(""),
-        "Completed": rows["completed_at"].fillna(""),
+        "Information requested": _dated(rows["info_requested"], "%Y-%m-%d", day=True),
+        "Completed": _dated(rows["completed_at"], "%Y-%m-%d %H:%M"),
         "Marked values": rows["problems"].map("; ".join),
     })
     held_out = pd.DataFrame({

@@ -1,15 +1,20 @@
 """What the Excel tracker in Microsoft 365 does beyond the tracker contract: text kept as
-text, a locked workbook, an edit session that ends, a deletion whose answer was lost."""
+text, dates as dates, columns sized to their content, a locked workbook, an edit session
+that ends, a deletion whose answer was lost."""
 
 from __future__ import annotations
 
+from datetime import date
+
+import pandas as pd
 import pytest
 
 from config.settings import Workbook
 from connectors.base import SheetWrite
 from connectors.errors import ApiError, TrackerError
 from connectors.excel_graph import ExcelGraphTracker
-from connectors.sheet_writes import a1
+from connectors.sheet_layout import MAX_WIDTH, points
+from connectors.sheet_writes import a1, column_letter
 from tests.fakes.microsoft import MicrosoftFakeServer
 from tests.fakes.microsoft_deployment import HOST, SITE, graph_clients, tenant
 from transforms.tracker import ACTIONS, REPORTS, SHEETS
@@ -50,6 +55,45 @@ def test_the_header_is_bold_and_the_manager_columns_are_tinted(book):
     assert formats.bold == {a1(1, c) for c in range(1, len(REPORTS.columns) + 1)}
     assert formats.fills == {a1(1, REPORTS.columns.index(title) + 1): "#FFF2CC"
                              for title in REPORTS.manager_columns}
+
+
+def test_dates_are_serial_days_with_a_date_format(book):
+    server, item, make = book
+    at = pd.Timestamp("2026-11-20 10:07")
+    create(make, [["NM-000001", 1, at, pd.Timestamp("2026-11-21")]])
+    make().write([SheetWrite(spec=REPORTS, cells={(2, 4): date(2026, 11, 22)},
+                             append=[["NM-000002", 1, at]])])
+    stored = server.graph.cells(item, "Reports")
+    assert stored[1][2] == pytest.approx(46346 + 607 / 1440) and stored[1][3] == 46348
+    formats = server.graph.formats(item, "Reports").number_formats
+    assert formats == {"C2": "yyyy-mm-dd hh:mm", "D2": "yyyy-mm-dd", "C3": "yyyy-mm-dd hh:mm"}
+    assert server.graph.text(item, "Reports", "C2") == "2026-11-20 10:07"
+    rows = make().read([REPORTS])["Reports"]
+    assert rows[1][2:4] == [at.to_pydatetime(), pd.Timestamp("2026-11-22").to_pydatetime()]
+
+
+def test_a_new_sheet_has_columns_sized_to_its_content_and_long_text_wrapped(book):
+    server, item, make = book
+    service = "Riverside Supported Living"
+    row = dict.fromkeys(REPORTS.columns)
+    row.update({"Report ID": "NM-000001", "Version": 1,
+                "Submitted": pd.Timestamp("2026-11-20 10:07"), "Service": service,
+                "What happened": "The evening dose was not given after handover. " * 5})
+    create(make, [list(row.values())])
+    formats = server.graph.formats(item, "Reports")
+
+    def column(title: str) -> str:
+        return column_letter(REPORTS.columns.index(title) + 1)
+
+    widths = formats.column_widths
+    assert set(widths) == {column(t) for t in REPORTS.columns}
+    assert widths[column("Service")] == points(len(service) + 2)
+    assert widths[column("Submitted")] == points(len("2026-11-20 10:07") + 2)
+    assert widths[column("What happened")] == points(MAX_WIDTH)
+    assert widths[column("Just-culture classification")] == points(
+        len("Just-culture classification") + 4)  # the header and its filter button
+    assert f"{column('What happened')}2" in formats.wrap_text
+    assert not any(cell.startswith(column("Service")) for cell in formats.wrap_text)
 
 
 def test_the_version_moves_with_each_edit_and_only_then(book):

@@ -7,10 +7,12 @@ permission errors and retries. Every request is validated against the discovery 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 from google.oauth2 import service_account
@@ -21,6 +23,7 @@ from connectors.base import SheetWrite
 from connectors.errors import ApiError
 from connectors.google_auth import HOSTS, SCOPES, GoogleClients
 from connectors.google_sheets import GoogleSheetsTracker
+from connectors.sheet_layout import MAX_WIDTH, pixels
 from tests.fakes.google import GoogleFakeServer
 from tests.fakes.google_credentials import SA_EMAIL, private_key_pem
 from tests.fakes.patterns import long_pattern_rows
@@ -511,17 +514,87 @@ def test_a_lost_answer_to_a_grid_growth_does_not_grow_it_twice(server, sid):
 
 
 def test_request_bodies_are_json_the_api_accepts(server, clients, sid):
-    """Numbers stay numbers; odd Python values become text rather than a crash."""
-    import datetime as dt
-
+    """Numbers stay numbers, dates go as serial days; odd Python values become text rather
+    than a crash."""
     import numpy as np
 
     tracker = GoogleSheetsTracker(sid, clients)
     tracker.write([created(PATTERNS, [["P-1", np.int64(3), 2.5, dt.date(2026, 11, 20),
-                                       dt.datetime(2026, 11, 20, 10, 5), np.bool_(True)]])])
+                                       pd.Timestamp("2026-11-20 10:05"), np.bool_(True)]])])
     (data,) = server.requests_for(VALUES)
     row = json.loads(data.body)["data"][-1]["values"][0]
-    assert row == ["P-1", 3, 2.5, "2026-11-20", "2026-11-20 10:05", True]
+    assert row == ["P-1", 3, 2.5, 46346, pytest.approx(46346 + 605 / 1440), True]
+    assert values(server, sid, "Patterns")[1] == [
+        "P-1", "3", "2.5", "2026-11-20", "2026-11-20 10:05", "TRUE"]
+
+
+# -- dates and column widths ---------------------------------------------------------------
+
+
+def date_rows() -> list[list[Any]]:
+    """Reports rows with the system's date cells (a time, midnight, a missing one) and a
+    long description."""
+    at = pd.Timestamp("2026-11-20 10:07")
+    rows = [["NM-000001", 1, at, (at - pd.Timedelta(hours=2)).to_pydatetime()],
+            ["NM-000002", 1, pd.Timestamp("2026-11-21 00:00"), None],
+            ["NM-000003", 2, at, at]]
+    what = REPORTS.columns.index("What happened")
+    rows[2] += [None] * (what - 4) + ["MAR unsigned " * 20]
+    return rows
+
+
+def test_dates_are_sheet_dates_that_read_back_as_written(server, clients, sid):
+    """A date is a serial number in a cell with a date format: the read (FORMATTED_VALUE)
+    gives the text the plan compares, so a second plan writes nothing."""
+    tracker = GoogleSheetsTracker(sid, clients)
+    tracker.read([REPORTS])
+    tracker.write([created(REPORTS, date_rows())])
+    cell = server.sheets.cell(sid, "Reports!C2")
+    assert cell.value == pytest.approx(46346 + 607 / 1440)
+    assert cell.user_entered_format["numberFormat"] == {"type": "DATE_TIME",
+                                                        "pattern": "yyyy-mm-dd hh:mm"}
+    # One format request per date column: the empty cell between two dates joins the run.
+    structure = server.requests_for(STRUCTURE)[-1].json()["requests"]
+    dated = [r["repeatCell"]["range"] for r in structure if "numberFormat" in str(r)]
+    assert [(d["startColumnIndex"], d["startRowIndex"], d["endRowIndex"]) for d in dated] == [
+        (2, 1, 4), (3, 1, 4)]
+    read = GoogleSheetsTracker(sid, clients).read([REPORTS])["Reports"]
+    assert [r[2:4] for r in read[1:]] == [["2026-11-20 10:07", "2026-11-20 08:07"],
+                                         ["2026-11-21 00:00", None],
+                                         ["2026-11-20 10:07", "2026-11-20 10:07"]]
+    desired = pd.DataFrame([r[:4] for r in date_rows()],
+                           columns=["Report ID", "Version", "Submitted", "Occurred"]
+                           ).set_index("Report ID", drop=False)
+    state = read_sheet(REPORTS, read)
+    write, added, restored = plan_sheet(state, desired, {})
+    assert not write and not added and not restored
+
+    # Changed dates and appended rows are formatted in the same structural request.
+    tracker = GoogleSheetsTracker(sid, clients)
+    tracker.read([REPORTS])
+    server.reset_counters()
+    tracker.write([SheetWrite(spec=REPORTS, cells={(3, 4): dt.date(2026, 11, 22)},
+                              append=[["NM-000004", 1, pd.Timestamp("2026-11-23 09:00")]])])
+    assert counts(server) == {STRUCTURE: 1, VALUES: 1}
+    assert values(server, sid, "Reports")[2][3] == "2026-11-22"
+    assert values(server, sid, "Reports")[4][2] == "2026-11-23 09:00"
+
+
+def test_a_new_sheet_has_columns_sized_to_its_content_and_long_text_wrapped(server, clients,
+                                                                            sid):
+    GoogleSheetsTracker(sid, clients).write([created(REPORTS, date_rows())])
+    sizes = server.sheets.sheet(sid, "Reports")["dimensionProperties"]["COLUMNS"]
+    widths = {i + 1: entry.get("pixelSize", 100) for i, entry in sizes.items()}
+    titles = dict(enumerate(REPORTS.columns, 1))
+    submitted = REPORTS.columns.index("Submitted") + 1
+    what = REPORTS.columns.index("What happened") + 1
+    assert widths[submitted] >= 16 * 7  # "2026-11-20 10:07" in full
+    assert widths[what] == pixels(MAX_WIDTH)  # capped
+    for col, title in titles.items():
+        assert widths[col] >= len(title) * 7  # never narrower than its header
+    wrapped = server.sheets.cell(sid, f"Reports!{rowcol_to_a1(4, what)}")
+    assert wrapped.user_entered_format["wrapStrategy"] == "WRAP"
+    assert "wrapStrategy" not in server.sheets.cell(sid, "Reports!C3").user_entered_format
 
 
 def test_a_large_first_write_is_split_into_requests_under_two_megabytes(server, clients, sid):

@@ -1,12 +1,23 @@
 """One contract for every Tracker: what the pipeline relies on, whatever the backend."""
 
 from collections.abc import Callable, Iterator
+from datetime import date, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from connectors.base import SheetWrite, Tracker
-from transforms.tracker import ACTIONS, REPORTS, SHEETS, cell_text
+from transforms.tracker import (
+    ACTIONS,
+    DATA_QUALITY,
+    REPORTS,
+    SHEETS,
+    cell_text,
+    plan_sheet,
+    read_sheet,
+    stored_text,
+)
 
 
 def xlsx(tmp_path: Path) -> Iterator[Callable[[], Tracker]]:
@@ -120,6 +131,39 @@ def test_an_empty_write_changes_nothing(make):
     before = make().read([REPORTS])
     make().write([SheetWrite(spec=REPORTS)])
     assert make().read([REPORTS]) == before
+
+
+# -- dates -------------------------------------------------------------------------------------
+
+# The system's date cells as the rows are built (transforms/tracker.py): wall-clock times as
+# pandas gives them, one at midnight, a day alone, and none.
+TIMES = [pd.Timestamp("2026-11-20 10:07"), pd.Timestamp("2026-11-21 00:00"),
+         pd.Timestamp("2026-03-29 01:59"), None]
+
+
+def test_a_date_written_reads_back_as_the_same_value(make):
+    """What every backend gives back for a date compares equal with what was written, on
+    a sheet just created and on one written again: the plan writes nothing more."""
+    rows = [[f"NM-{i:06d}", 1, at, at] for i, at in enumerate(TIMES, 1)]
+    create(make, rows=rows[:2])
+    make().write([SheetWrite(spec=REPORTS, append=rows[2:])])
+    create(make, DATA_QUALITY, [["NM-000001", *[None] * 7, date(2026, 11, 20),
+                                 datetime(2026, 11, 20, 9, 30)]])
+    read = make().read([REPORTS, DATA_QUALITY])
+    got = [[cell_text(c) for c in row[2:4]] for row in read["Reports"][1:]]
+    assert got == [[stored_text(at)] * 2 for at in TIMES]
+    assert got[:2] == [["2026-11-20 10:07"] * 2, ["2026-11-21"] * 2]
+    quality = read["Data quality"][1]
+    assert [cell_text(c) for c in quality[8:10]] == ["2026-11-20", "2026-11-20 09:30"]
+
+    desired = pd.DataFrame(rows, columns=["Report ID", "Version", "Submitted", "Occurred"]
+                           ).set_index("Report ID", drop=False)
+    write, added, restored = plan_sheet(read_sheet(REPORTS, read["Reports"]), desired, {})
+    assert not write and not added and not restored
+    # A changed date is written over the old one, and reads back as it was written.
+    later = pd.Timestamp("2026-11-22 18:45")
+    make().write([SheetWrite(spec=REPORTS, cells={(2, 3): later})])
+    assert cell_text(make().read([REPORTS])["Reports"][1][2]) == "2026-11-22 18:45"
 
 
 # -- deleting rows -----------------------------------------------------------------------------

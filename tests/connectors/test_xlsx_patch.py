@@ -1,11 +1,15 @@
 """Writing into a workbook's XML: what it reads back is what a model of the sheet says, in
 files openpyxl wrote and in files laid out as Excel saves them (shared strings, spans,
-sparse rows, styles); what it cannot do it declines, and openpyxl writes."""
+sparse rows, styles); dates are date cells whose format is added to styles.xml once;
+columns too narrow for what is written are widened; what it cannot do it declines, and
+openpyxl writes."""
 
+import re
 import zipfile
-from datetime import datetime
+from datetime import date, datetime, time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +17,7 @@ from openpyxl import load_workbook
 
 import connectors.xlsx_tracker as xlsx_tracker
 from connectors.base import Cell, SheetSpec, SheetWrite
+from connectors.sheet_layout import MAX_WIDTH
 from connectors.xlsx_patch import Declined, column_letter, column_number, patch_workbook
 from connectors.xlsx_tracker import XlsxTracker
 from domain.text import sheet_text
@@ -27,7 +32,10 @@ def cells_of(rows: list[list[Cell]]) -> dict[tuple[int, int], Cell]:
 
 
 def as_read(value: Cell) -> Cell:
-    """A value as the tracker's read gives it back."""
+    """A value as the tracker's read gives it back (a date cell as openpyxl gives it: a
+    datetime, at midnight for a day)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time())
     if isinstance(value, str):
         value = sheet_text(value)
     if value == "":
@@ -68,8 +76,11 @@ def test_column_letters_round_trip():
 TEXT = st.one_of(st.text(max_size=30), st.sampled_from(
     ["#N/A", "=1+1", "_x0041_", " lead", "trail ", "a & b <c> \"d\"", "line\r\nbreak",
      "\x07bell", "é ü 中文 🙂", "x" * 33000]))
+MOMENTS = {"min_value": datetime(1950, 1, 1), "max_value": datetime(2100, 12, 31)}
+DATE = st.one_of(st.datetimes(**MOMENTS).map(lambda d: d.replace(microsecond=0)),
+                 st.dates(MOMENTS["min_value"].date(), MOMENTS["max_value"].date()))
 VALUE = st.one_of(st.none(), TEXT, st.integers(-10**9, 10**9), st.booleans(),
-                  st.floats(allow_nan=False, allow_infinity=False, width=32))
+                  st.floats(allow_nan=False, allow_infinity=False, width=32), DATE)
 WRITE = st.builds(
     lambda cells, append: SheetWrite(spec=SPEC, cells=cells, append=append),
     st.dictionaries(st.tuples(st.integers(2, 8), st.integers(1, 30)), VALUE, max_size=8),
@@ -82,7 +93,7 @@ WRITE = st.builds(
 def test_what_reads_back_is_what_the_writes_mean(tmp_path_factory, monkeypatch, writes):
     path = tmp_path_factory.mktemp("patch") / "tracker.xlsx"
     first = SheetWrite(spec=SPEC, create=True, header={1: "Report ID", 2: "Version"},
-                       append=[["NM-1", 1, "kept"], ["NM-2", 2]])
+                       append=[["NM-1", 1, "kept"], ["NM-2", 2, datetime(2026, 11, 20, 10, 7)]])
     XlsxTracker(path).write([first])
     model: dict[tuple[int, int], Cell] = {}
     apply(model, first)
@@ -98,6 +109,14 @@ def test_what_reads_back_is_what_the_writes_mean(tmp_path_factory, monkeypatch, 
     ws = load_workbook(path)["Reports"]  # openpyxl still opens what was written
     last = max(r for r, _ in model)
     assert ws.max_row == last and ws.auto_filter.ref.endswith(str(last))
+    for (row, col), value in model.items():  # a date shows as a date, a number as a number
+        assert ws.cell(row, col).is_date == isinstance(value, date), (row, col, value)
+    with zipfile.ZipFile(path) as z:
+        styles = z.read("xl/styles.xml").decode()
+    # The tracker's date formats were added once, whatever the number of date writes.
+    assert styles.count('formatCode="yyyy-mm-dd hh:mm"') <= 1
+    assert styles.count('formatCode="yyyy-mm-dd"') <= 1
+    assert int(re.search(r'<cellXfs count="(\d+)"', styles).group(1)) <= 8
 
 
 # -- a workbook laid out as Excel saves it --------------------------------------------------
@@ -218,16 +237,116 @@ def test_a_workbook_excel_saved_is_written_in_place(excel_file, monkeypatch):
 
 
 def test_what_it_cannot_write_it_declines_and_openpyxl_writes(excel_file, tmp_path):
-    when = datetime(2026, 11, 23, 9, 0)
-    for write in (SheetWrite(spec=SPEC, cells={(2, 2): when}),
-                  SheetWrite(spec=SPEC, delete_rows=[4]),
+    for write in (SheetWrite(spec=SPEC, delete_rows=[4]),
                   SheetWrite(spec=SheetSpec(title="Patterns", columns=["Pattern ID"],
                                             key_column="Pattern ID"), create=True)):
         with pytest.raises(Declined):
             patch_workbook(excel_file, [write])
     with pytest.raises(Declined):
         patch_workbook(tmp_path / "missing.xlsx", [SheetWrite(spec=SPEC, cells={(2, 2): 1})])
+    # A workbook counting days from 1904: its dates are left to openpyxl, which knows.
+    when = datetime(2026, 11, 23, 9, 0)
+    with zipfile.ZipFile(excel_file) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    parts["xl/workbook.xml"] = parts["xl/workbook.xml"].replace(
+        b"<sheets>", b'<workbookPr date1904="1"/><sheets>')
+    with zipfile.ZipFile(excel_file, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    with pytest.raises(Declined):
+        patch_workbook(excel_file, [SheetWrite(spec=SPEC, cells={(2, 2): when})])
     tracker = XlsxTracker(excel_file)
     tracker.read([SPEC])
     tracker.write([SheetWrite(spec=SPEC, cells={(2, 2): when})])
     assert load_workbook(excel_file)["Reports"]["B2"].value == when
+
+
+# -- dates and widths on the fast path ----------------------------------------------------
+
+
+def test_a_date_is_written_in_place_as_a_date_cell(excel_file, monkeypatch):
+    """In a file Excel saved (no date format in its styles): the format and a cell format
+    using it are added once, a cell keeps its font, and the readers give the date."""
+    tracker = XlsxTracker(excel_file)
+    tracker.read([SPEC])
+    no_openpyxl(monkeypatch)
+    when = datetime(2026, 11, 23, 9, 5)
+    tracker.write([SheetWrite(spec=SPEC, cells={(2, 2): when, (2, 3): when},
+                              append=[["NM-6", date(2026, 11, 24), when]])])
+    tracker = XlsxTracker(excel_file)
+    rows = tracker.read([SPEC])["Reports"]
+    assert rows[1][1:3] == [when, when]
+    assert rows[-1] == ["NM-6", datetime(2026, 11, 24), when]
+    with zipfile.ZipFile(excel_file) as z:
+        styles = z.read("xl/styles.xml").decode()
+    assert styles.count('formatCode="yyyy-mm-dd hh:mm"') == 1
+    assert styles.count('formatCode="yyyy-mm-dd"') == 1
+    # Two more dates: nothing more in styles.xml; the same values: no save at all.
+    tracker.write([SheetWrite(spec=SPEC, cells={(3, 2): when}, append=[["NM-7", when]])])
+    with zipfile.ZipFile(excel_file) as z:
+        assert z.read("xl/styles.xml").decode() == styles
+    stamp = excel_file.stat().st_mtime_ns
+    tracker = XlsxTracker(excel_file)
+    tracker.read([SPEC])
+    tracker.write([SheetWrite(spec=SPEC, cells={(2, 2): pd.Timestamp(when), (3, 2): when})])
+    assert excel_file.stat().st_mtime_ns == stamp
+    monkeypatch.undo()
+    ws = load_workbook(excel_file)["Reports"]
+    assert ws["B2"].number_format == "yyyy-mm-dd hh:mm" and ws["B2"].value == when
+    assert ws["C2"].font.b and ws["C2"].is_date  # its bold kept, with the date format
+    assert ws["B5"].number_format == "yyyy-mm-dd" and ws["B5"].value == datetime(2026, 11, 24)
+
+
+def test_columns_too_narrow_for_what_is_written_are_widened(tmp_path, monkeypatch):
+    spec = SheetSpec(title="Reports", columns=["Report ID", "Service", "What happened"],
+                     key_column="Report ID")
+    path = tmp_path / "tracker.xlsx"
+    XlsxTracker(path).write([SheetWrite(spec=spec, create=True,
+                                        header=dict(enumerate(spec.columns, 1)),
+                                        append=[["NM-1", "Oak House", "MAR unsigned"]])])
+    ws = load_workbook(path)["Reports"]
+    before = {c: ws.column_dimensions[c].width for c in "ABC"}
+    assert ws["C2"].alignment.wrap_text and not ws["B2"].alignment.wrap_text
+    stamp = path.stat().st_mtime_ns
+
+    no_openpyxl(monkeypatch)
+    tracker = XlsxTracker(path)
+    tracker.read([spec])
+    tracker.write([SheetWrite(spec=spec, append=[["NM-2", "Oak House", "Wet floor"]])])
+    assert path.stat().st_mtime_ns != stamp
+    tracker = XlsxTracker(path)
+    tracker.read([spec])
+    service = "Riverside Supported Living Services"
+    tracker.write([SheetWrite(spec=spec, append=[["NM-3", service, "x " * 200]])])
+    monkeypatch.undo()
+    ws = load_workbook(path)["Reports"]
+    widths = {c: ws.column_dimensions[c].width for c in "ABC"}
+    assert widths["A"] == before["A"]  # wide enough already: never narrowed nor touched
+    assert widths["B"] == len(service) + 2 > before["B"]
+    assert widths["C"] == MAX_WIDTH  # capped; the text wraps
+    assert ws["C4"].alignment.wrap_text and ws["C3"].alignment.wrap_text  # the column's style
+
+
+def test_a_run_of_columns_excel_saved_with_one_width_is_split_to_widen_one(excel_file,
+                                                                          monkeypatch):
+    with zipfile.ZipFile(excel_file) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"].replace(
+        b"<sheetData>", b'<cols><col min="1" max="3" width="12.7109375" customWidth="1"/>'
+                        b'</cols><sheetData>')
+    with zipfile.ZipFile(excel_file, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    tracker = XlsxTracker(excel_file)
+    tracker.read([SPEC])
+    no_openpyxl(monkeypatch)
+    tracker.write([SheetWrite(spec=SPEC, cells={(3, 2): "a value wider than the column"})])
+    with zipfile.ZipFile(excel_file) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+    assert re.search(r'<cols><col min="1" max="1" width="12.7109375" customWidth="1"/>'
+                     r'<col min="2" max="2" width="31" customWidth="1"/>'
+                     r'<col min="3" max="3" width="12.7109375" customWidth="1"/></cols>'
+                     r"<sheetData>", sheet)
+    monkeypatch.undo()
+    ws = load_workbook(excel_file)["Reports"]
+    assert ws.column_dimensions["B"].width == 31

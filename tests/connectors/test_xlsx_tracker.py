@@ -385,3 +385,31 @@ def test_a_pattern_past_the_cell_limit_is_written_once(tmp_path):
     assert not again
     XlsxTracker(path).write([again])
     assert path.stat().st_mtime_ns == before
+
+
+def test_when_openpyxl_writes_a_column_too_narrow_is_widened_alone(tmp_path):
+    """Rows deleted go through openpyxl: it widens as the fast path does, splitting a run of
+    columns Excel saved with one width, and a new cell in a wrapped column wraps."""
+    path = tmp_path / "tracker.xlsx"
+    header = {1: "Report ID", 2: "Service", 3: "Shift", 4: "What happened"}
+    XlsxTracker(path).write([SheetWrite(spec=REPORTS, create=True, header=header,
+                                        append=[["NM-1", "Oak", "Day", "x"],
+                                                ["NM-2", "Oak", "Day", "y"]])])
+    wb = load_workbook(path)
+    ws = wb["Reports"]
+    for letter in "ABC":
+        del ws.column_dimensions[letter]
+    ws.column_dimensions.group("A", "C")  # as Excel saves equal widths: one run
+    ws.column_dimensions["A"].width = 12
+    wb.save(path)
+
+    tracker = XlsxTracker(path)
+    tracker.read([REPORTS])
+    service = "Riverside Supported Living"
+    tracker.write([SheetWrite(spec=REPORTS, delete_rows=[2],
+                              append=[["NM-3", service, "Night", "Wet floor"]])])
+    ws = load_workbook(path)["Reports"]
+    assert [ws.column_dimensions[c].width for c in "ABC"] == [12, len(service) + 2, 12]
+    assert ws["D3"].alignment.wrap_text and ws["D3"].value == "Wet floor"
+    assert XlsxTracker(path).read([REPORTS])["Reports"][1:] == [
+        ["NM-2", "Oak", "Day", "y"], ["NM-3", service, "Night", "Wet floor"]]

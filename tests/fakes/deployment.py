@@ -128,8 +128,10 @@ class Deployment:
         return self.folder / "tracker.xlsx"
 
     def sheet(self, title: str = "Reports") -> list[dict[str, Any]]:
+        """A sheet's rows by header, a date cell as the text it shows ("2026-11-20 10:07",
+        a day alone "2026-11-20"), as a manager reads them."""
         ws = load_workbook(self.tracker_path)[title]
-        rows = list(ws.iter_rows(values_only=True))
+        rows = [[_shown(c) for c in row] for row in ws.iter_rows()]
         return [dict(zip(rows[0], r, strict=False)) for r in rows[1:]]
 
     def sheet_values(self) -> dict[str, list[tuple]]:
@@ -152,3 +154,11 @@ class Deployment:
 
     def emails(self) -> list[Path]:
         return sorted((self.folder / "outbox").glob("*.eml"))
+
+
+def _shown(cell: Any) -> Any:
+    """A cell's value; a date as the text its number format shows."""
+    if isinstance(cell.value, datetime):
+        time = "h" in cell.number_format.lower()
+        return cell.value.strftime("%Y-%m-%d %H:%M" if time else "%Y-%m-%d")
+    return cell.value

@@ -573,13 +573,54 @@ def _entered_cell(raw: Any, user_entered: bool) -> _Cell:
     return _Cell(value=text)
 
 
+# What a DATE, TIME or DATE_TIME number format without a pattern shows (en_US).
+_DEFAULT_PATTERNS = {"DATE": "M/d/yyyy", "TIME": "H:mm:ss", "DATE_TIME": "M/d/yyyy H:mm:ss"}
+_DATE_TOKEN = re.compile(r'"[^"]*"|\\.|yyyy|yy|mm|m|dd|d|hh|h|ss|s|.', re.I)
+
+
+def _date_text(value: float | int, number_format: Mapping[str, Any]) -> str | None:
+    """A number as Sheets shows it through a date or time number format: the tokens of
+    the reference that the fake models (yyyy yy mm m dd d hh h ss s, quoted text; "m" is
+    minutes after an hour or before seconds, else the month; hours are 0-23). None for a
+    format it does not model, which is then shown as a plain number."""
+    kind = number_format.get("type")
+    if kind not in _DEFAULT_PATTERNS:
+        return None
+    pattern = number_format.get("pattern") or _DEFAULT_PATTERNS[kind]
+    if re.search(r"am/pm|a/p|ddd|mmm|\[", pattern, re.I) or not 0 <= value < 2_958_466:
+        return None
+    moment = dt.datetime.combine(_SHEETS_EPOCH, dt.time()) + dt.timedelta(
+        seconds=round(value * 86_400))
+    tokens = _DATE_TOKEN.findall(pattern)
+    fields = [i for i, t in enumerate(tokens) if t.lower() in (
+        "yyyy", "yy", "mm", "m", "dd", "d", "hh", "h", "ss", "s")]
+    out = []
+    for i, token in enumerate(tokens):
+        low = token.lower()
+        if i not in fields:
+            out.append(token[1:-1] if token.startswith('"') else token.lstrip("\\"))
+            continue
+        at = fields.index(i)
+        before = tokens[fields[at - 1]].lower() if at else ""
+        after = tokens[fields[at + 1]].lower() if at + 1 < len(fields) else ""
+        if low in ("m", "mm"):
+            minutes = before in ("h", "hh") or after in ("s", "ss")
+            number = moment.minute if minutes else moment.month
+        else:
+            number = {"y": moment.year % 100 if low == "yy" else moment.year,
+                      "d": moment.day, "h": moment.hour, "s": moment.second}[low[0]]
+        out.append(f"{number:02d}" if len(low) == 2 else str(number))
+    return "".join(out)
+
+
 def _formatted(cell: _Cell) -> str:
     if cell.text is not None:
         return cell.text
     if isinstance(cell.value, bool):
         return "TRUE" if cell.value else "FALSE"
     if isinstance(cell.value, int | float):
-        return _general(cell.value)
+        shown = _date_text(cell.value, cell.fmt.get("numberFormat") or {})
+        return _general(cell.value) if shown is None else shown
     return "" if cell.value is None else str(cell.value)
 
 

@@ -50,7 +50,9 @@ def test_500_reports_and_20_manager_edits_cost_a_bounded_number_of_requests(m365
     counts = graph_requests(server)
     print(f"\nfirst run, 500 reports: {sum(counts.values())} Graph requests "
           f"{dict(counts)}, {token_requests(server)} token request(s)")
-    assert sum(counts.values()) - counts["graph.sendMail"] <= 15
+    # Rows cost nothing extra; each new sheet's columns cost one format request per run of
+    # like columns (widths and wraps: about 80 for a first run's five sheets, 4 $batch).
+    assert sum(counts.values()) - counts["graph.sendMail"] <= 18
     assert counts["graph.sendMail"] == first.emails_sent  # one per message
     assert len(server.graph.sent) == first.emails_sent
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
+from openpyxl import load_workbook
 
 from jobs.pipeline import RunFailed
 from tests.fakes.deployment import TZ, Deployment, answers, google_stamp
@@ -85,6 +86,36 @@ def test_xlsx_a_steady_run_saves_no_file(tmp_path, monkeypatch):
     assert not full.failures and (full.tracker_cells, full.tracker_rows) == (0, 0)
     assert (dep.tracker_path.stat().st_mtime_ns, dep.tracker_path.read_bytes()) == before
 
+
+
+def test_xlsx_ten_new_reports_are_written_in_place_with_their_dates(tmp_path):
+    """New reports are appended on the fast XML path, dates and widths included: openpyxl
+    (minutes on a long history) is not needed for them."""
+    dep = Deployment(tmp_path)
+    for i in range(5):
+        dep.add_google(f"2026-11-20 {9 + i}:00", service="Oak House")
+    assert not dep.run(FIRST).failures
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("connectors.xlsx_tracker.load_workbook", _no_load)
+        for i in range(10):
+            dep.add_google(f"2026-11-23 09:{10 + i}", service="Riverside Supported Living "
+                                                              "Services and Outreach")
+        later = dep.run(LATER)
+    assert not later.failures and later.new_responses == 10 and later.tracker_rows >= 10
+    ws = load_workbook(dep.tracker_path)["Reports"]
+    header = [c.value for c in ws[1]]
+    submitted = header.index("Submitted") + 1
+    service = header.index("Service") + 1
+    last = ws.cell(ws.max_row, submitted)
+    assert last.is_date and last.number_format == "yyyy-mm-dd hh:mm"
+    assert last.value == pd.Timestamp("2026-11-23 09:19", tz="UTC").tz_convert(TZ).tz_localize(
+        None).to_pydatetime()
+    wide = len("Riverside Supported Living Services and Outreach") + 2
+    assert ws.column_dimensions[ws.cell(1, service).column_letter].width == wide
+
+
+def _no_load(*args, **kwargs):
+    raise AssertionError("the workbook was loaded for writing")
 
 
 def test_google_sheets_a_steady_run_writes_no_cell(workspace):
