@@ -18,7 +18,7 @@ from connectors import charts
 from connectors.evidence_files import write_page, write_workbook
 from connectors.store import Store
 from connectors.templates import Renderer
-from jobs.governance import HEADLINES, shown
+from jobs.governance import HEADLINES, all_services, shown
 from transforms import evidence
 from transforms.actions import action_state
 from transforms.metrics import ALL, LABELS, control_chart, period_metrics, signal_warnings, span
@@ -56,7 +56,7 @@ def make_pack(config: Config, start: date, end: date, folder: Path, *,
     book = write_workbook(folder / f"{stem}.xlsx", sheets)
     chart = control_chart(reports, tz, now)
     pictures = [charts.bars(f"Reports by category, {period.label}",
-                            *_all(figures.by_category, "category"))]
+                            *all_services(figures.by_category, "category"))]
     weeks = figures.by_week[figures.by_week["service"] == ALL]
     if len(weeks):
         pictures.append(charts.weekly("Reports per week", weeks["week"].tolist(),
@@ -74,7 +74,3 @@ def make_pack(config: Config, start: date, end: date, folder: Path, *,
     })
     return [book, write_page(folder / f"{stem}.html", html)]
 
-
-def _all(frame: pd.DataFrame, field: str) -> tuple[list[str], list[int]]:
-    rows = frame[frame["service"] == ALL]
-    return rows[field].astype(str).tolist(), [int(n) for n in rows["reports"]]

@@ -147,7 +147,7 @@ def _email(kind: str, m: Metrics, chart: pd.DataFrame, provider: str, tracker: s
     }
     pictures = [("by-category", f"Reports by category, {period.label}", _drawn(
         charts.bars, f"Reports by category, {period.label}",
-        *_column(m.by_category, "category")))]
+        *all_services(m.by_category, "category")))]
     weeks = chart[chart["service"] == chart["service"].iloc[0]]["week"].tolist() \
         if len(chart) else []
     totals = chart.groupby("week", sort=False)["count"].sum() if len(chart) else None
@@ -188,7 +188,8 @@ def _drawn(draw: Callable[..., bytes], *args: Any) -> bytes:
         return b""
 
 
-def _column(frame: pd.DataFrame, field: str) -> tuple[list[str], list[int]]:
+def all_services(frame: pd.DataFrame, field: str) -> tuple[list[str], list[int]]:
+    """A breakdown's labels and counts over all services, for a bar chart."""
     rows = frame[frame["service"] == ALL]
     return rows[field].astype(str).tolist(), [int(n) for n in rows["reports"]]
 
