@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
+RECEIVED = frozenset({"submitted_at", "first_submitted_at", "updated_at"})
+
 
 def next_midnight(now: pd.Timestamp, tz: ZoneInfo) -> pd.Timestamp:
     """The start of the next local day, in UTC. A zone that skips midnight on a clock
@@ -38,8 +40,10 @@ def next_change(frames: Iterable[pd.DataFrame], now: pd.Timestamp, tz: ZoneInfo
             values = frame[column]
             if not isinstance(values.dtype, pd.DatetimeTZDtype):
                 continue
-            # A time equal to now is still ahead: at it, what is due is not yet overdue.
-            ahead = values[values >= now]
+            # A time equal to now is still ahead (what falls due at it is overdue only
+            # after it), except when a report was received: its receipt is the past, and
+            # a report dated "when first received" carries the run's own time.
+            ahead = values[values >= now] if column not in RECEIVED else values[values > now]
             if len(ahead):
                 soonest = min(soonest, ahead.min().tz_convert("UTC"))
     return soonest

@@ -40,3 +40,6 @@ def test_the_earliest_time_still_ahead_in_any_date_time_column():
     assert next_change([at_now], now, LONDON) == now
     later = pd.DataFrame({"t": pd.Series([ts("2026-11-25 00:00")])})
     assert next_change([later], now, LONDON) == ts("2026-11-24 00:00")
+    # ... but a report received at the run's own time has nothing left to happen at it
+    received = pd.DataFrame({"submitted_at": pd.Series([now])})
+    assert next_change([received], now, LONDON) == ts("2026-11-24 00:00")
