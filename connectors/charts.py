@@ -470,8 +470,9 @@ def _overlap(texts: Sequence[Text], renderer: RendererAgg) -> bool:
 
 
 def _category_axis(fig: Figure, ax: Axes, labels: Sequence[str], bold: set[int]) -> None:
-    """Every category labelled, none overlapping: wrapped across up to three lines, else
-    upright, else upright and smaller; a ValueError when not even that fits."""
+    """Every category labelled, none overlapping: wrapped across up to three lines between
+    words, then the same smaller, else upright, else upright and smaller; a ValueError when
+    not even that fits."""
     ax.set_xlim(-0.5, max(len(labels), 1) - 0.5)
     ax.tick_params(axis="x", length=0)
     if not labels:
@@ -481,11 +482,14 @@ def _category_axis(fig: Figure, ax: Axes, labels: Sequence[str], bold: set[int])
     fig.draw_without_rendering()  # lays the axes out, so their width is known
     slot = ax.bbox.width / len(names) - _GAP_PX
     renderer = _renderer(fig)
-    for size, rotation in ((_TICK_PT, 0), (_TICK_PT, 90), (_SMALL_PT, 90)):
+    for size, rotation in ((_TICK_PT, 0), (_SMALL_PT, 0), (_TICK_PT, 90), (_SMALL_PT, 90)):
         if rotation == 0:
             measure = _measure(fig, size, "bold")
-            # lines of a few letters each are harder to read than a label turned upright
+            # lines of a few letters each, or a word broken across lines ("Safeguardin /
+            # g"), are harder to read than a label turned upright
             if slot < measure("abcdefghij") and any(measure(s) > slot for s in names):
+                continue
+            if any(measure(word) > slot for s in names for word in s.split()):
                 continue
             texts = [_fit(s, slot, measure, 3) for s in names]
         else:
