@@ -37,13 +37,13 @@ from connectors.graph import (
     Item,
     SessionExpired,
     cells,
+    explain_workbook,
     locate,
     ok,
     range_path,
     sheet_path,
     tags,
 )
-from connectors.microsoft_forms import explain_workbook
 from connectors.sheet_layout import date_value, layout, number_format, points, runs_of, serial
 from connectors.sheet_writes import (
     JsonValue,

@@ -196,9 +196,9 @@ class Tokens:
         return certificate_credential(key_file(self.ms.certificate_env))
 
     def scopes(self) -> list[str]:
-        if self.ms.auth == "device":
-            return [f"{self.ms.graph_endpoint.rstrip('/')}/{s}" if "://" not in s else s
-                    for s in SCOPES_DELEGATED] if _national(self.ms) else list(SCOPES_DELEGATED)
+        if self.ms.auth == "device":  # a national cloud's scopes name its own Graph
+            prefix = _resource(self.ms) + "/" if _national(self.ms) else ""
+            return [prefix + scope for scope in SCOPES_DELEGATED]
         return [_resource(self.ms) + SCOPE_APP]
 
     def __call__(self) -> dict[str, Any]:
@@ -460,6 +460,19 @@ def _sub(item: Mapping[str, Any]) -> dict[str, Any]:
     if headers:
         sub["headers"] = headers
     return sub
+
+
+def explain_workbook(exc: ApiError, what: str, key: str) -> str | None:
+    """The fix for a workbook Graph refuses (403: access; 404: the place is wrong)."""
+    if exc.status == 403:
+        return (f"the app may not open {what}: grant it access to the site (Sites.Selected "
+                "with a site permission) or consent to Files.ReadWrite.All; `nearmiss "
+                "doctor` says which")
+    if exc.status == 404:
+        return f"{what} was not found: check {key} (site, path, ids or link)"
+    if exc.status == 401:
+        return "Microsoft Graph refused the token: check the microsoft: section"
+    return None
 
 
 def ok(status: int, body: Any, what: str) -> Any:

@@ -26,6 +26,7 @@ from connectors.graph import (
     GraphClients,
     Item,
     cells,
+    explain_workbook,
     locate,
     sheet_path,
     tags,
@@ -85,16 +86,3 @@ def _memo(watermark: str | None) -> dict[str, str] | None:
     except ValueError:
         return None
     return memo if isinstance(memo, dict) and memo.get("drive") and memo.get("item") else None
-
-
-def explain_workbook(exc: ApiError, what: str, key: str) -> str | None:
-    """The fix for a workbook Graph refuses (403: access; 404: the place is wrong)."""
-    if exc.status == 403:
-        return (f"the app may not open {what}: grant it access to the site (Sites.Selected "
-                "with a site permission) or consent to Files.ReadWrite.All; `nearmiss "
-                "doctor` says which")
-    if exc.status == 404:
-        return f"{what} was not found: check {key} (site, path, ids or link)"
-    if exc.status == 401:
-        return "Microsoft Graph refused the token: check the microsoft: section"
-    return None

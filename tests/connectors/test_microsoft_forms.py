@@ -107,3 +107,36 @@ def test_a_question_renamed_on_the_form_comes_under_its_new_title(form):
     after = source.pull(before.watermark)
     assert set(after.questions) == {"What went wrong?", "When did it happen?"}
     assert after.responses[0].answers["What went wrong?"] == "Label mismatch"
+
+
+def test_odd_and_hostile_cells_mark_their_response_and_stop_nothing(form):
+    """Another form's titles, text times in US order, control characters, "N/A", an
+    error cell, a time nobody can read and a row without an ID: each marks at most its
+    own response."""
+    server, clients, _ = form
+    site = next(iter(server.graph.sites))
+    header = ["ID", "Start time", "Completion time", "Email", "Name", "Describe the event",
+              "Date of event"]
+    rows = [
+        [1, "11/3/2026 14:05", "11/13/2026 14:20", "jo@example.org", "Jo",
+         "bell\x07 and\x00 nul", "N/A"],
+        [2, datetime(2026, 3, 29, 1, 30), datetime(2026, 3, 29, 1, 40), None, None,
+         "\u202egnirts desrever", "#N/A"],  # 01:30 on the night the clocks go forward
+        [3, "yesterday", "not a time", None, None, "kept anyway", None],
+        [None, None, None, None, None, "a row without an ID", None],
+    ]
+    server.graph.forms_workbook(server.graph.drive_of_site(site), "Other form.xlsx",
+                                header, rows)
+    pulled = MicrosoftFormsGraphSource(
+        "other", Workbook(site=HOST + SITE, path="Other form.xlsx"), clients, LONDON
+    ).pull(None)
+    by_id = {r.response_id: r for r in pulled.responses}
+    assert set(by_id) == {"1", "2", "3"}  # the row without an ID is not a response
+    assert by_id["1"].submitted_at == pd.Timestamp("2026-11-13 14:20", tz="UTC")  # US order
+    assert by_id["1"].answers["Date of event"] == "N/A"  # an answer, not a blank
+    assert "\x07" in by_id["1"].answers["Describe the event"]  # kept as given; marked later
+    assert by_id["2"].submitted_at == pd.Timestamp("2026-03-29 01:40", tz="UTC")
+    assert by_id["2"].answers == {"Describe the event": "\u202egnirts desrever",
+                                  "Date of event": "#N/A"}
+    assert by_id["3"].submitted_at is None and by_id["3"].unreadable_timestamp == "not a time"
+    assert by_id["3"].answers == {"Describe the event": "kept anyway"}

@@ -22,6 +22,9 @@ def test_a_hostile_corpus_is_stored_marked_and_tracked(tmp_path):
     dep.data["sources"] = corpus.sources
     dep.data["mail"]["max_per_run"] = 5000  # all owed in the first run: the second is idle
     dep.data["mail"]["hold_requests"] = None  # bad values by design: asked
+    # the governance figures and charts are drawn from the same hostile reports
+    dep.data["governance"] = {"weekly_review": {"to": ["registered_manager"]},
+                              "summary_sheet": True}
     config = tmp_path / "nearmiss.yaml"
     config.write_text(yaml.safe_dump(dep.data, sort_keys=False))
 
@@ -29,6 +32,8 @@ def test_a_hostile_corpus_is_stored_marked_and_tracked(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "a\x00b" not in done.stdout + done.stderr
     assert "warning: google-bom: line" in done.stdout  # quarantined lines are named
+    assert list((tmp_path / "outbox").glob("review_*.eml"))
+    assert "Summary" in load_workbook(tmp_path / "tracker.xlsx", read_only=True).sheetnames
 
     store = Store.open(tmp_path / "nearmiss.db")
     with store.engine.connect() as conn:
