@@ -667,14 +667,22 @@ class Store:
                 conn.execute(insert(raw_responses), rows)
         return RawAdded(**counts)
 
-    def latest_responses(self) -> pd.DataFrame:
+    def latest_responses(self, after: int | None = None,
+                         response_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """The latest version of every response: source, response_id, version, submitted_at,
-        first_submitted_at, payload."""
+        first_submitted_at, payload. `after`: only responses with a version stored after
+        that raw id (`last_raw_id`); `response_ids`: only responses with those ids."""
         first = select(
             raw_responses.c.source, raw_responses.c.response_id,
             func.max(raw_responses.c.version).label("version"),
             func.min(raw_responses.c.submitted_at).label("first_submitted_at"),
-        ).group_by(raw_responses.c.source, raw_responses.c.response_id).subquery()
+        )
+        if after is not None:
+            first = first.where(raw_responses.c.response_id.in_(select(
+                raw_responses.c.response_id).where(raw_responses.c.id > after)))
+        if response_ids is not None:
+            first = first.where(raw_responses.c.response_id.in_(list(response_ids)))
+        first = first.group_by(raw_responses.c.source, raw_responses.c.response_id).subquery()
         query = select(
             raw_responses.c.source, raw_responses.c.response_id, raw_responses.c.version,
             raw_responses.c.submitted_at, first.c.first_submitted_at, raw_responses.c.payload,
@@ -684,6 +692,8 @@ class Store:
             raw_responses.c.version == first.c.version,
         )).order_by(raw_responses.c.submitted_at, raw_responses.c.source,
                     raw_responses.c.response_id)
+        if after is not None:  # the subquery's filter is by id alone, across sources
+            query = query.where(raw_responses.c.id > after)
         with self._read() as conn:
             rows = conn.execute(query).all()
         frame = pd.DataFrame(rows, columns=["source", "response_id", "version", "submitted_at",
@@ -691,6 +701,11 @@ class Store:
         for col in ("submitted_at", "first_submitted_at"):
             frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
         return frame
+
+    def last_raw_id(self) -> int:
+        """The id of the newest stored response version (0 for none)."""
+        with self._read() as conn:
+            return conn.execute(select(func.max(raw_responses.c.id))).scalar_one() or 0
 
     def latest_payloads(self, source: str) -> dict[str, dict[str, Any]]:
         """Response id -> payload of its latest version, for one source."""
@@ -793,6 +808,26 @@ class Store:
                                      data=bindparam("d"), updated_at=bindparam("u")), changed)
         return len(rows)
 
+    def reports_with_results(self) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+        """Every report as last normalised, with the results last computed for it (None
+        for a report without: a held one)."""
+        joined = reports.outerjoin(entity_state, and_(
+            entity_state.c.kind == "result", entity_state.c.entity_id == reports.c.report_id))
+        with self._read() as conn:
+            return [(d, r) for d, r in conn.execute(select(reports.c.data, entity_state.c.data)
+                                                    .select_from(joined)).all()]
+
+    def results_memory(self) -> dict[str, Any] | None:
+        """What the run that last stored results knew when it computed them (`pipeline`)."""
+        return self._values().get("results")
+
+    def save_results(self, results: Mapping[str, dict[str, Any]], memory: dict[str, Any],
+                     now: datetime) -> None:
+        """Results of reports (report id -> JSON-ready results) and what they were computed
+        with, together: a run stopped in between leaves the memory of the last whole save."""
+        self._save_state("result", results, now)
+        self._save_state("value", {"results": {"value": memory}}, now)
+
     def report_count(self) -> int:
         with self._read() as conn:
             return conn.execute(select(func.count()).select_from(reports)).scalar_one()
@@ -838,9 +873,10 @@ class Store:
     def add_tracker_keys(self, sheet: str, keys: Iterable[str], now: datetime) -> None:
         self._save_state(f"tracker:{sheet}", {k: {} for k in keys}, now)
 
-    def decisions(self) -> dict[str, dict[str, Any]]:
-        """Report id -> what the checks, triage and manager last decided of it."""
-        return self._state("decision")
+    def decisions(self, report_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Report id -> what the checks, triage and manager last decided of it (of those
+        reports only, when given)."""
+        return self._state("decision", report_ids)
 
     def save_decisions(self, changed: Mapping[str, dict[str, Any]], now: datetime) -> None:
         self._save_state("decision", changed, now)
@@ -885,10 +921,13 @@ class Store:
     def _values(self) -> dict[str, Any]:
         return {k: v.get("value") for k, v in self._state("value").items()}
 
-    def _state(self, kind: str) -> dict[str, dict[str, Any]]:
+    def _state(self, kind: str, ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        query = select(entity_state.c.entity_id, entity_state.c.data).where(
+            entity_state.c.kind == kind)
+        if ids is not None:
+            query = query.where(entity_state.c.entity_id.in_(list(ids)))
         with self._read() as conn:
-            return dict(conn.execute(select(entity_state.c.entity_id, entity_state.c.data)
-                                     .where(entity_state.c.kind == kind)).all())
+            return dict(conn.execute(query).all())
 
     def _save_state(self, kind: str, items: Mapping[str, dict[str, Any]], now: datetime,
                     *, replace: bool = False) -> None:

@@ -81,6 +81,7 @@ class ColumnRead:
     order: Order
     # why the column's values prove both orders, naming one of each; None when they agree
     contradiction: str | None = None
+    proofs: tuple[str | None, str | None] = (None, None)  # `order_proofs`
 
 
 def clean(text: str) -> str:
@@ -88,14 +89,18 @@ def clean(text: str) -> str:
     return _SPACES.sub(" ", _INVISIBLE.sub("", text)).strip()
 
 
-def day_order(texts: Sequence[str | None], dayfirst: bool) -> tuple[Order, str | None]:
-    """The day order of a column of dates, from its values; `dayfirst` breaks a tie.
+# The first value of a column proving it day-first, and the first proving it month-first.
+Proofs = tuple[str | None, str | None]
+NO_PROOF: Proofs = (None, None)
 
-    Returns the order and, when some values prove day-first and others month-first, a
-    sentence naming one of each.
-    """
-    day_proof = month_proof = None
+
+def order_proofs(texts: Sequence[str | None], prior: Proofs = NO_PROOF) -> Proofs:
+    """The first value proving each day order, after those `prior` (earlier values of the
+    same column) already found: a column read in parts finds what a whole read would."""
+    day_proof, month_proof = prior
     for text in texts:
+        if day_proof and month_proof:
+            break
         if not isinstance(text, str):
             continue
         m = _SLASH_DATE.match(text)
@@ -106,10 +111,17 @@ def day_order(texts: Sequence[str | None], dayfirst: bool) -> tuple[Order, str |
             day_proof = text
         elif second > 12 >= first and month_proof is None:
             month_proof = text
-        if day_proof and month_proof:
-            return ("day-first" if dayfirst else "month-first",
-                    f"{clean(day_proof)!r} is day-first but {clean(month_proof)!r} is "
-                    "month-first")
+    return day_proof, month_proof
+
+
+def decide_order(proofs: Proofs, dayfirst: bool) -> tuple[Order, str | None]:
+    """A column's day order from its proofs; `dayfirst` breaks a tie. With proofs of both,
+    a sentence naming one of each."""
+    day_proof, month_proof = proofs
+    if day_proof and month_proof:
+        return ("day-first" if dayfirst else "month-first",
+                f"{clean(day_proof)!r} is day-first but {clean(month_proof)!r} is "
+                "month-first")
     if day_proof:
         return "day-first", None
     if month_proof:
@@ -117,11 +129,23 @@ def day_order(texts: Sequence[str | None], dayfirst: bool) -> tuple[Order, str |
     return ("day-first" if dayfirst else "month-first"), None
 
 
-def read_column(texts: Sequence[str | None], tz: ZoneInfo, dayfirst: bool) -> ColumnRead:
-    """Every value of a column read in the column's one day order."""
-    order, contradiction = day_order(texts, dayfirst)
+def day_order(texts: Sequence[str | None], dayfirst: bool) -> tuple[Order, str | None]:
+    """The day order of a column of dates, from its values; `dayfirst` breaks a tie.
+
+    Returns the order and, when some values prove day-first and others month-first, a
+    sentence naming one of each.
+    """
+    return decide_order(order_proofs(texts), dayfirst)
+
+
+def read_column(texts: Sequence[str | None], tz: ZoneInfo, dayfirst: bool,
+                prior: Proofs = NO_PROOF) -> ColumnRead:
+    """Every value of a column read in the column's one day order. `prior`: the proofs of
+    the column's earlier values, when only its newer ones are read."""
+    proofs = order_proofs(texts, prior)
+    order, contradiction = decide_order(proofs, dayfirst)
     return ColumnRead([read_datetime(t, tz, order, strict=contradiction is not None)
-                       for t in texts], order, contradiction)
+                       for t in texts], order, contradiction, proofs)
 
 
 def read_datetime(text: str | None, tz: ZoneInfo, order: Order = "day-first",

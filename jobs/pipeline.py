@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -36,7 +36,7 @@ from domain.records import AuditEvent, SheetWrite, merge_writes
 from jobs import governance, progress
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
-from transforms import normalize, repeats
+from transforms import normalize, repeats, results
 from transforms.actions import action_state, pattern_closures, report_closure
 from transforms.audit import (
     ENTITY_OF_SHEET,
@@ -137,6 +137,13 @@ class Run:
     taken: dict[str, int] = field(default_factory=dict)  # counter -> highest number used
     on_write: list[AuditEvent] = field(default_factory=list)
     summary_sheet: list[list[Any]] | None = None  # the tracker's Summary sheet, as read
+    # The last results of the reports whose responses did not change (by report id),
+    # computed at `kept_at`; None: every report is computed. `recomputed`: the reports this
+    # run computed. `memory`: what they were computed with, stored with them.
+    kept: pd.DataFrame | None = None
+    kept_at: pd.Timestamp | None = None
+    recomputed: pd.Index | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -307,27 +314,60 @@ def unchanged(r: Run, captured: list[str]) -> dict[str, Any] | None:
 
 def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Map answers to report fields, give each new response a report number (or join the
-    report it quotes), combine responses into reports. Returns (active, held) reports."""
+    report it quotes), combine responses into reports. Returns (active, held) reports.
+
+    When the last results still hold (`transforms.results`), only the responses stored
+    since are mapped and only their reports combined; the others are as last stored."""
     s, store = r.config.settings, r.c.store
     mappings = {src.name: s.mapping_for(src) for src in s.sources}
-    responses = store.latest_responses()
-    progress.step(f"reading {len(responses):,} responses into reports")
-    mapped = normalize.map_answers(responses, mappings, r.config.rules, r.tz,
-                                   s.dayfirst, {src.name: s.value_maps_for(src)
-                                                for src in s.sources})
+    value_maps = {src.name: s.value_maps_for(src) for src in s.sources}
+
+    def mapped_of(responses: pd.DataFrame, proofs: Any = None) -> normalize.Mapped:
+        return normalize.map_answers(responses, mappings, r.config.rules, r.tz, s.dayfirst,
+                                     value_maps, proofs)
+
+    memory = store.results_memory()
+    token = {"config": r.config.fingerprint(), "code": code_version()}
+    r.memory = {**token, "at": r.now.isoformat(), "raw": store.last_raw_id()}
+    mapped = None
+    if memory and {k: memory.get(k) for k in token} == token \
+            and pd.Timestamp(memory["at"]) <= r.now:
+        fresh = store.latest_responses(after=memory["raw"])
+        # An edited response may have been a column's proof of its day order: read all.
+        if not (fresh["version"] > 1).any():
+            progress.step(f"reading {len(fresh):,} response(s) stored since the last run")
+            mapped = mapped_of(fresh, memory["proofs"])
+            if not results.orders_hold(memory["proofs"], mapped.proofs, s.dayfirst):
+                mapped = None
+    incremental = mapped is not None
+    if not incremental:
+        responses = store.latest_responses()
+        progress.step(f"reading {len(responses):,} responses into reports")
+        mapped = mapped_of(responses)
+        counts, notes = mapped.unmapped, mapped.column_notes
+    else:
+        counts = normalize.add_counts(pd.DataFrame(memory["unmapped"], columns=[
+            "source", "question", "responses"]), mapped.unmapped)
+        notes = memory["notes"]
+    r.memory.update(proofs=mapped.proofs, notes=notes, unmapped=counts.values.tolist())
     plan = normalize.plan_links(mapped.responses, store.links())
     unmapped = [f"{row.source}: {row.question!r} ({row.responses} responses)"
-                for row in mapped.unmapped.itertuples()]
+                for row in counts.itertuples()]
     r.summary.unmapped = unmapped
-    r.summary.warnings += mapped.column_notes
+    r.summary.warnings += notes
     with r.saving():  # numbers are taken with the links that use them: no gaps
         _number(r, plan.needs_number)
+        links = store.links()
         joined, orphans = normalize.resolve_follow_ups(plan.follow_ups,
-                                                       set(store.links().report_id))
+                                                       set(links.report_id))
         store.add_links(joined, r.now)
         _number(r, orphans)
-        reports = normalize.combine(mapped.responses, store.links(), r.config.rules)
-        r.summary.reports_changed = store.save_reports(normalize.to_records(reports), r.now)
+        links = store.links()
+        if incremental:
+            reports, changed = _recombine(r, mapped.responses, links, mapped_of)
+        else:
+            reports = changed = normalize.combine(mapped.responses, links, r.config.rules)
+        r.summary.reports_changed = store.save_reports(normalize.to_records(changed), r.now)
         if unmapped != store.notices("unmapped"):
             r.events += [AuditEvent("source", u.split(":")[0], "unmapped question", u)
                          for u in unmapped]
@@ -342,6 +382,32 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     return reports[reports["held"].isna()].reset_index(drop=True), held.reset_index(drop=True)
 
 
+def _recombine(r: Run, fresh: pd.DataFrame, links: pd.DataFrame,
+               mapped_of: Callable[..., normalize.Mapped]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every report, those combined again): the reports the fresh responses belong to are
+    combined again, with the earlier responses of each; the others are as last stored, and
+    their last results are kept in `r.kept`."""
+    store = r.c.store
+    touched, earlier = normalize.touched(links, fresh)
+    parts = [fresh]
+    if len(earlier):
+        before = store.latest_responses(response_ids=earlier["response_id"])
+        # the same response id on another form is another response
+        before = before.merge(earlier, on=["source", "response_id"])
+        parts.append(mapped_of(before, r.memory["proofs"]).responses)
+    changed = normalize.combine(pd.concat([p for p in parts if len(p)], ignore_index=True)
+                                if any(len(p) for p in parts) else fresh, touched,
+                                r.config.rules)
+    ids = set(changed["report_id"])
+    rows = [(data, result) for data, result in store.reports_with_results()
+            if data["report_id"] not in ids]
+    unchanged = normalize.from_records([data for data, _ in rows], r.config.rules)
+    r.kept = results.from_records({data["report_id"]: result for data, result in rows
+                                   if result is not None})
+    r.kept_at = pd.Timestamp(r.c.store.results_memory()["at"])
+    return normalize.updated(unchanged, changed), changed
+
+
 def _number(r: Run, responses: pd.DataFrame) -> None:
     numbers = r.c.store.allocate("report", len(responses))
     links = responses[["source", "response_id"]].assign(
@@ -352,12 +418,22 @@ def _number(r: Run, responses: pd.DataFrame) -> None:
 # -- 4, 5. validate and triage ---------------------------------------------------------------
 
 def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
-    rules = r.config.rules
-    progress.step(f"checking and triaging {len(reports):,} reports")
-    checked = check_reports(reports, rules, r.now)
-    triaged = triage(reports, rules, r.tz)
-    view = reports.merge(checked.drop(columns=["report_id"]), left_index=True, right_index=True)
-    view = view.merge(triaged.drop(columns=["report_id"]), left_index=True, right_index=True)
+    """Checks and triage of every report, or of those without results kept (new, changed,
+    or with a time that was ahead when the kept results were computed)."""
+    rules, kept = r.config.rules, r.kept
+    todo = reports if kept is None else reports[
+        ~reports["report_id"].isin(kept.index)
+        | results.ahead(reports, rules, r.kept_at)]
+    progress.step(f"checking and triaging {len(todo):,} of {len(reports):,} reports")
+    computed = pd.concat([check_reports(todo, rules, r.now).drop(columns=["report_id"]),
+                          triage(todo, rules, r.tz).drop(columns=["report_id"])], axis=1)
+    computed.index = r.recomputed = pd.Index(todo["report_id"], dtype="str", name="report_id")
+    if kept is not None:
+        computed = pd.concat([f for f in (
+            computed, kept.loc[~kept.index.isin(computed.index), results.COMPUTED])
+            if len(f)] or [computed])
+    view = reports.join(computed.astype({c: results.DTYPES[c] for c in results.COMPUTED}),
+                        on="report_id")
     r.summary.incomplete = int((view["dq_status"] == "incomplete").sum())
     return view
 
@@ -469,16 +545,21 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
 def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
     """Log what changed since the last run: checks, rules fired, risk flags, patterns."""
     store, rules = r.c.store, r.config.rules
-    previous = store.decisions()
-    events, state = decision_events(view, previous, rules, r.tz, r.now)
+    # Reports whose results were kept decided what they decided last run: nothing to log.
+    todo = view if r.kept is None else view[view["report_id"].isin(r.recomputed)]
+    previous = store.decisions(None if r.kept is None else todo["report_id"])
+    events, state = decision_events(todo, previous, rules, r.tz, r.now)
+    done = r.kept["completed_at"].to_dict() if r.kept is not None else {}
     view["completed_at"] = view["report_id"].map(
-        lambda k: state[k].get("completed_at")).astype(object)
+        lambda k: state[k].get("completed_at") if k in state else done.get(k)).astype(object)
     prior_patterns = store.patterns()
     p_events, happened, p_state = pattern_events(patterns, prior_patterns, r.tz)
     patterns["event"] = happened
     r.events += events + p_events
     with r.saving():
         store.save_decisions(_changed(state, previous), r.now)
+        store.save_results(results.to_records(view[view["report_id"].isin(state.keys())]),
+                           r.memory, r.now)
         if p_events or p_state.keys() != prior_patterns.keys():
             store.reserve("pattern", r.taken.get("pattern", 0))
             store.replace_patterns({pid: {**st, "rule_id": rule, "key": key}

@@ -13,7 +13,8 @@ Three pure steps the pipeline runs in order:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -24,7 +25,7 @@ import pandas as pd
 
 from config.rules import Rules
 from domain.ids import REPORT_REFERENCE, report_id
-from domain.times import read_column, read_time
+from domain.times import NO_PROOF, Proofs, read_column, read_time
 
 _SPACE = re.compile(r"\s+")
 META_COLUMNS = ["report_id", "version", "source", "response_id", "submitted_at", "updated_at",
@@ -44,6 +45,8 @@ class Mapped:
     unmapped: pd.DataFrame  # source, question, responses (count)
     # per source and date field whose answers are in both day orders: what to tell people
     column_notes: list[str]
+    # source -> date field -> the first answers proving each day order (`order_proofs`)
+    proofs: dict[str, dict[str, Proofs]] = field(default_factory=dict)
 
 
 def _text(value: Any) -> str | None:
@@ -117,8 +120,8 @@ def _split_multi(value: Any, lookup: dict[str, str | None]) -> list[str] | None:
 def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str | list[str]]],
                 rules: Rules,
                 tz: ZoneInfo, dayfirst: bool = True,
-                value_maps: dict[str, dict[str, dict[str, str | None]]] | None = None
-                ) -> Mapped:
+                value_maps: dict[str, dict[str, dict[str, str | None]]] | None = None,
+                proofs: dict[str, dict[str, Proofs]] | None = None) -> Mapped:
     """Map each response's answers to the rules' fields and coerce them to their types.
 
     `responses` is the store's latest version of each response (source, response_id,
@@ -126,7 +129,8 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str | lis
     question title or id -> field, fields, or "ignore"; `value_maps` per source name, field ->
     option text -> taxonomy value (None: no answer), for the form's own option labels. A
     label or value of the taxonomy is understood without one; all match ignoring case and
-    repeated spaces.
+    repeated spaces. `proofs`: what earlier answers proved of each date column's day order
+    (`Mapped.proofs` of a read of them), when only newer responses are mapped.
     """
     fields = list(rules.fields)
     lookups = {s: {question_key(q): f for q, f in m.items()} for s, m in mappings.items()}
@@ -151,9 +155,9 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str | lis
                 unknown.append(name)
                 continue
             # One question may fill several fields ("what did you do, and who reviewed it")
-            for field in [target] if isinstance(target, str) else target:
-                if field != "ignore" and row.get(field) in (None, ""):
-                    row[field] = answer
+            for name in [target] if isinstance(target, str) else target:
+                if name != "ignore" and row.get(name) in (None, ""):
+                    row[name] = answer
         notes += payload.get("notes") or []
         if payload.get("unreadable_timestamp") is not None and not any(
                 n.startswith("invalid: Submitted") for n in notes):  # stored without a note
@@ -177,6 +181,7 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str | lis
     invalid: list[list[str]] = [[] for _ in range(len(out))]
     by_source = pd.Series(range(len(out))).groupby(responses["source"].to_numpy()).groups
     column_notes: list[str] = []
+    found = {src: dict(by_field) for src, by_field in (proofs or {}).items()}
 
     def mark(i: int, field: str, problem: str) -> None:
         invalid[i].append(field)
@@ -203,7 +208,9 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str | lis
             when: list[pd.Timestamp | None] = [None] * len(values)
             for source, rows_of in by_source.items():
                 given = [i for i in rows_of if values[i] is not None]
-                read = read_column([_joined(values[i]) for i in given], tz, dayfirst)
+                read = read_column([_joined(values[i]) for i in given], tz, dayfirst,
+                                   found.get(source, {}).get(name, NO_PROOF))
+                found.setdefault(source, {})[name] = read.proofs
                 if read.contradiction:
                     column_notes.append(f"{source}: {spec.label}: dates in both day orders "
                                         f"({read.contradiction}); the ambiguous ones are marked")
@@ -243,7 +250,8 @@ def map_answers(responses: pd.DataFrame, mappings: dict[str, dict[str, str | lis
     unmapped_frame = pd.DataFrame(
         [(s, q, n) for (s, q), n in sorted(unmapped.items())],
         columns=["source", "question", "responses"])
-    return Mapped(responses=out, unmapped=unmapped_frame, column_notes=column_notes)
+    return Mapped(responses=out, unmapped=unmapped_frame, column_notes=column_notes,
+                  proofs=found)
 
 
 def retired_questions(retired: dict[str, str], before: dict[str, str],
@@ -346,6 +354,32 @@ def combine(mapped: pd.DataFrame, links: pd.DataFrame, rules: Rules) -> pd.DataF
         f for f in fields if f not in META_COLUMNS]]
 
 
+def touched(links: pd.DataFrame, fresh: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The links of every report a fresh response belongs to, and the (source, response_id)
+    of those reports' other responses: what combining them again needs."""
+    keys = fresh[["source", "response_id"]]
+    mine = links.merge(keys, on=["source", "response_id"])
+    touched = links[links["report_id"].isin(mine["report_id"])]
+    others = touched[["source", "response_id"]].merge(keys, how="left", indicator=True)
+    return touched, others.loc[others["_merge"] == "left_only",
+                               ["source", "response_id"]].reset_index(drop=True)
+
+
+def updated(reports: pd.DataFrame, changed: pd.DataFrame) -> pd.DataFrame:
+    """Reports with `changed` ones replacing (or adding to) them, in report id order."""
+    rest = reports[~reports["report_id"].isin(changed["report_id"])]
+    both = pd.concat([f for f in (rest, changed) if len(f)], ignore_index=True) \
+        if len(rest) and len(changed) else (changed if len(changed) else rest)
+    return both.sort_values("report_id", kind="stable").reset_index(drop=True)
+
+
+def add_counts(counts: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
+    """Unmapped-question counts (source, question, responses) added up, sorted."""
+    both = pd.concat([f for f in (counts, more) if len(f)]) if len(counts) or len(more) \
+        else counts
+    return both.groupby(["source", "question"], as_index=False, sort=True)["responses"].sum()
+
+
 def to_records(reports: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready dicts of reports for the store: times as ISO text, missing as None."""
     frame = reports.copy()
@@ -355,6 +389,25 @@ def to_records(reports: pd.DataFrame) -> list[dict[str, Any]]:
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
             for r in records]
+
+
+def from_records(records: Sequence[Mapping[str, Any]], rules: Rules) -> pd.DataFrame:
+    """Reports as `combine` gives them, from the records `to_records` made of them."""
+    fields = list(rules.fields)
+    # as `combine` orders them; the reporter's name and email only when they are fields
+    columns = [*(c for c in META_COLUMNS if c in fields or not c.startswith("reporter_")),
+               *(f for f in fields if f not in META_COLUMNS)]
+    frame = pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object)
+                          for c in columns})
+    for col in ("report_id", "source", "response_id"):
+        frame[col] = frame[col].astype("str")
+    frame["version"] = frame["version"].astype("int64")
+    frame["anonymous"] = frame["anonymous"].astype(bool)
+    for col in ["submitted_at", "updated_at",
+                *(f for f in fields if rules.fields[f].type == "datetime")]:
+        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").astype(
+            "datetime64[us, UTC]")
+    return frame
 
 
 def display(rules: Rules, field: str, value: Any) -> str:

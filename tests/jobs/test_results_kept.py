@@ -1,0 +1,93 @@
+"""A run that keeps the last results of unchanged reports ends exactly where a run that
+recomputes every report does: same reports, decisions, audit, emails and tracker."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from pprint import pformat
+from typing import Any
+
+import pytest
+
+from tests.fakes.deployment import Deployment
+
+
+def _forget_results(folder: Path) -> None:
+    """The twin recomputes everything: it never has results to keep."""
+    with sqlite3.connect(folder / "nearmiss.db") as db:
+        db.execute("DELETE FROM entity_state WHERE kind = 'value' AND entity_id = 'results'")
+
+
+def _outcome(dep: Deployment) -> list[str]:
+    with sqlite3.connect(dep.folder / "nearmiss.db") as db:
+        tables = {
+            "reports": db.execute("SELECT report_id, version, data FROM reports "
+                                  "ORDER BY report_id").fetchall(),
+            "state": db.execute("SELECT kind, entity_id, data FROM entity_state WHERE kind "
+                                "NOT IN ('value') ORDER BY kind, entity_id").fetchall(),
+            "audit": db.execute("SELECT entity, entity_id, event, reason FROM audit "
+                                "WHERE entity != 'run' ORDER BY id").fetchall(),
+            "outbox": db.execute("SELECT key, recipients, subject, body_text FROM outbox "
+                                 "ORDER BY key").fetchall(),
+        }
+    # the twins differ in their folder alone, which emails name (the tracker's location)
+    return pformat({**tables, "tracker": dep.sheet_values()}, width=100).replace(
+        str(dep.folder), "~").splitlines()
+
+
+@pytest.fixture
+def twins(tmp_path: Path) -> tuple[Deployment, Deployment]:
+    return Deployment(tmp_path / "kept"), Deployment(tmp_path / "full")
+
+
+def test_kept_results_end_where_a_full_recompute_does(twins, monkeypatch):
+    kept, full = twins
+    steps: list[str] = []
+    monkeypatch.setattr("jobs.progress.on_terminal", lambda: True)
+    monkeypatch.setattr("jobs.progress.step", steps.append)
+
+    def both(action: Any) -> None:
+        for dep in twins:
+            action(dep)
+
+    def run(now: str) -> list[str]:
+        steps.clear()
+        kept_summary = kept.run(now)
+        kept_steps = list(steps)
+        _forget_results(full.folder) if (full.folder / "nearmiss.db").exists() else None
+        full_summary = full.run(now)
+        assert kept_summary.line() == full_summary.line()
+        assert _outcome(kept) == _outcome(full)
+        return kept_steps
+
+    # A history: complete and incomplete reports on both forms, one dated day-first.
+    both(lambda d: d.add_google("2026-11-20 10:00"))
+    both(lambda d: d.add_google("2026-11-20 11:00", occurred_at="19/11/2026 08:00",
+                                medication_name=None))
+    both(lambda d: d.add_microsoft("2026-11-21 09:00", category="Falls prevention"))
+    run("2026-11-23 09:00")
+
+    # New reports: one dated ahead of the run, and a follow-up supplying what one lacked.
+    both(lambda d: d.add_google("2026-11-23 09:30", occurred_at="2026-11-23 12:00"))
+    both(lambda d: d.add_google("2026-11-23 09:40", report_reference="NM-000002",
+                                medication_name="Amlodipine 5mg", description=None))
+    said = run("2026-11-23 10:00")
+    assert "reading 2 response(s) stored since the last run" in said
+    assert "checking and triaging 2 of 4 reports" in said  # the new one, and the one added to
+
+    # Time passes the report dated ahead; a manager triages one; nothing else arrives.
+    both(lambda d: d.edit_tracker("Reports", "NM-000001", **{"Triage status": "Triaged"}))
+    said = run("2026-11-23 13:00")
+    assert "reading 0 response(s) stored since the last run" in said
+    assert "checking and triaging 1 of 4 reports" in said  # the one no longer ahead
+
+    # A month-first date changes how the column reads: everything is read again.
+    both(lambda d: d.add_google("2026-11-23 14:00", occurred_at="11/22/2026 08:00"))
+    said = run("2026-11-23 15:00")
+    assert any(s.startswith("reading 6 responses into reports") for s in said)
+
+    # An edited response may have been a column's proof: everything is read again.
+    both(lambda d: d.edit_microsoft(1, "2026-11-23 16:00", shift="Night (10pm-8am)"))
+    said = run("2026-11-23 17:00")
+    assert any(s.startswith("reading 6 responses into reports") for s in said)
