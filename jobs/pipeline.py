@@ -136,6 +136,7 @@ class Run:
     # what becomes true only once the tracker holds it: ids taken, actions added
     taken: dict[str, int] = field(default_factory=dict)  # counter -> highest number used
     on_write: list[AuditEvent] = field(default_factory=list)
+    written: dict[str, set[str]] = field(default_factory=dict)  # tracker keys known written
     summary_sheet: list[list[Any]] | None = None  # the tracker's Summary sheet, as read
     # The last results of the reports whose responses did not change (by report id),
     # computed at `kept_at`; None: every report is computed. `recomputed`: the reports this
@@ -195,7 +196,7 @@ def run(config: Config, now: datetime | None = None,
                 queue_governance(r, frames)
                 send_emails(r)
                 if sheets is not None:
-                    write_tracker(r, sheets, view, held, actions, patterns, frames)
+                    write_tracker(r, sheets, manager, view, held, actions, patterns, frames)
                 until = min(next_change([view, held], r.now, r.tz),
                             next_slot(r.now, r.tz, *governance.schedule(r.config)))
                 steady = {"inputs": inputs(r, captured), "at": r.now.isoformat(),
@@ -350,19 +351,18 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
             "source", "question", "responses"]), mapped.unmapped)
         notes = memory["notes"]
     r.memory.update(proofs=mapped.proofs, notes=notes, unmapped=counts.values.tolist())
-    plan = normalize.plan_links(mapped.responses, store.links())
+    links = store.links()
+    plan = normalize.plan_links(mapped.responses, links)
     unmapped = [f"{row.source}: {row.question!r} ({row.responses} responses)"
                 for row in counts.itertuples()]
     r.summary.unmapped = unmapped
     r.summary.warnings += notes
     with r.saving():  # numbers are taken with the links that use them: no gaps
-        _number(r, plan.needs_number)
-        links = store.links()
+        links = normalize.with_links(links, _number(r, plan.needs_number))
         joined, orphans = normalize.resolve_follow_ups(plan.follow_ups,
                                                        set(links.report_id))
         store.add_links(joined, r.now)
-        _number(r, orphans)
-        links = store.links()
+        links = normalize.with_links(links, joined, _number(r, orphans))
         if incremental:
             reports, changed = _recombine(r, mapped.responses, links, mapped_of)
         else:
@@ -408,11 +408,13 @@ def _recombine(r: Run, fresh: pd.DataFrame, links: pd.DataFrame,
     return normalize.updated(unchanged, changed), changed
 
 
-def _number(r: Run, responses: pd.DataFrame) -> None:
+def _number(r: Run, responses: pd.DataFrame) -> pd.DataFrame:
+    """Each response a new report number; the links made."""
     numbers = r.c.store.allocate("report", len(responses))
     links = responses[["source", "response_id"]].assign(
         report_id=[report_id(n) for n in numbers], how="new")
     r.c.store.add_links(links, r.now)
+    return links
 
 
 # -- 4, 5. validate and triage ---------------------------------------------------------------
@@ -473,9 +475,12 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
     # An action id in the sheet that the tracker is not known to hold was written by a run
     # stopped before it could say so (or typed by a manager): it is added now. Known only
     # once the store records what the tracker holds (every run since that began).
-    written = store.tracker_keys(ACTIONS.title)
+    # Keys the tracker is known to hold: stored only after a write succeeded, so a run
+    # stopped before writing never makes the next one think a manager deleted a row.
+    r.written = {spec.title: store.tracker_keys(spec.title) for spec in SHEETS}
+    written = r.written[ACTIONS.title]
     unsaid = [(k, row) for k, row in actions.rows.items() if k not in written
-              and k not in assigned] if store.tracker_keys(REPORTS.title) else []
+              and k not in assigned] if r.written[REPORTS.title] else []
     r.events += [AuditEvent("action", k, "action added", f"row {row} of {ACTIONS.title}")
                  for k, row in unsaid]
     manager: dict[str, dict[str, dict[str, str]]] = {}
@@ -722,7 +727,8 @@ def _entity(item: dict[str, Any]) -> str:
 
 # -- 11. write the tracker ----------------------------------------------------------------------
 
-def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
+def write_tracker(r: Run, sheets: dict[str, SheetState],
+                  manager: dict[str, dict[str, dict[str, str]]], view: pd.DataFrame,
                   held: pd.DataFrame, actions: pd.DataFrame, patterns: pd.DataFrame,
                   frames: governance.Frames) -> None:
     """Write changed system cells and new rows of every sheet in one batch, move rows
@@ -731,7 +737,6 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
     store, rules, tz = r.c.store, r.config.rules, r.tz
     progress.step("writing the tracker")
     view = view.join(loop_status(view, store.outbox_frame(), tz))
-    manager = {spec.title: store.manager_values(spec.title) for spec in SHEETS}
     writes = list(r.id_writes)
     plans = [
         (REPORTS, reports_rows(view, rules, tz, r.now)),
@@ -739,9 +744,7 @@ def write_tracker(r: Run, sheets: dict[str, SheetState], view: pd.DataFrame,
         (ACTIONS, actions_rows(actions)),
         (DATA_QUALITY, quality_rows(view, held, rules)),
     ]
-    # Keys the tracker is known to hold: stored only after a write succeeded, so a run
-    # stopped before writing never makes the next one think a manager deleted a row.
-    written = {spec.title: store.tracker_keys(spec.title) for spec in SHEETS}
+    written = r.written
     closed_on = closed_days(view, patterns, tz)
     days = r.config.settings.tracker.archive_after_days
     cutoff = r.now.tz_convert(tz).date() - timedelta(days=days) if days else None

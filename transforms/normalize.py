@@ -306,6 +306,12 @@ def plan_links(mapped: pd.DataFrame, links: pd.DataFrame) -> LinkPlan:
     return LinkPlan(needs_number=new, follow_ups=follow.reset_index(drop=True))
 
 
+def with_links(links: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
+    """The links with those just made: as the store now holds them."""
+    parts = [f[["source", "response_id", "report_id", "how"]] for f in (links, *more) if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else links
+
+
 def resolve_follow_ups(follow_ups: pd.DataFrame, known_reports: set[str]) -> tuple[
         pd.DataFrame, pd.DataFrame]:
     """Follow-ups naming a known report join it; the others become new reports.
