@@ -58,6 +58,8 @@ def parse_google_timestamp(value: str, tz: ZoneInfo, dayfirst: bool) -> pd.Times
 
 def _cell_text(value: object) -> str | None:
     """A spreadsheet cell as the text a respondent typed; dates/times in ISO form."""
+    if type(value) is str:  # most cells, and an export has millions: first
+        return value.strip() or None
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
         return None
     if isinstance(value, pd.Timestamp | datetime):

@@ -868,7 +868,9 @@ class Store:
 
     def tracker_keys(self, sheet: str) -> set[str]:
         """The row keys a tracker write is known to have put into `sheet`."""
-        return set(self._state(f"tracker:{sheet}"))
+        with self._read() as conn:  # the ids alone: their states are empty
+            return set(conn.execute(select(entity_state.c.entity_id).where(
+                entity_state.c.kind == f"tracker:{sheet}")).scalars())
 
     def add_tracker_keys(self, sheet: str, keys: Iterable[str], now: datetime) -> None:
         self._save_state(f"tracker:{sheet}", {k: {} for k in keys}, now)

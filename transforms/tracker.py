@@ -203,9 +203,9 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
     for r, row in enumerate(rows[1:], start=2):
         # cell_text inlined for the plain text most cells hold: a read of 100,000 rows
         # makes millions of these calls
-        values = {t: text if type(v := row[c - 1] if c - 1 < len(row) else "") is str and (
-            text := v.strip()) and not text.endswith(" 00:00") else cell_text(v)
-            for t, c in columns.items()}
+        values = {t: "" if (v := row[c - 1] if c - 1 < len(row) else None) is None else text
+                  if type(v) is str and (text := v.strip()) and not text.endswith(" 00:00")
+                  else cell_text(v) for t, c in columns.items()}
         if not any(values.values()):
             continue
         key = values.get(spec.key_column, "") if key_col else ""
@@ -372,9 +372,13 @@ class _Planned:
         """Write the system cells of the row holding `key` that differ."""
         row, have = self.state.rows[key], self.state.values.get(key, {})
         for title, value in wanted.items():
+            was = have.get(title, "")
+            # Most cells are as wanted: text equal as given, or empty and wanted empty.
+            if (value == was and type(value) is str) or (value is None and not was):
+                continue
             # Compared as the sheet holds it, and written in that form: text it cannot hold
             # as given would differ from what is read back, and be written on every run.
-            if stored_text(value) != have.get(title, ""):
+            if stored_text(value) != was:
                 self.write.cells[(row, self.columns[title])] = _cell(value)
 
     def append(self, key: str, wanted: dict[str, Cell], manager: Mapping[str, str],
