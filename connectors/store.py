@@ -808,24 +808,20 @@ class Store:
                                      data=bindparam("d"), updated_at=bindparam("u")), changed)
         return len(rows)
 
-    def reports_with_results(self) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-        """Every report as last normalised, with the results last computed for it (None
-        for a report without: a held one)."""
-        joined = reports.outerjoin(entity_state, and_(
-            entity_state.c.kind == "result", entity_state.c.entity_id == reports.c.report_id))
-        with self._read() as conn:
-            return [(d, r) for d, r in conn.execute(select(reports.c.data, entity_state.c.data)
-                                                    .select_from(joined)).all()]
+    def view_parts(self) -> list[dict[str, list[Any]]]:
+        """The reports and their results as the last run stored them, in parts of columns
+        (`transforms.results.to_parts`), in part order."""
+        return [part for _, part in sorted(self._state("view part").items())]
 
     def results_memory(self) -> dict[str, Any] | None:
         """What the run that last stored results knew when it computed them (`pipeline`)."""
         return self._values().get("results")
 
-    def save_results(self, results: Mapping[str, dict[str, Any]], memory: dict[str, Any],
-                     now: datetime) -> None:
-        """Results of reports (report id -> JSON-ready results) and what they were computed
-        with, together: a run stopped in between leaves the memory of the last whole save."""
-        self._save_state("result", results, now)
+    def save_view(self, parts: Mapping[str, dict[str, list[Any]]], memory: dict[str, Any],
+                  now: datetime) -> None:
+        """Parts of the view (replacing those with the same keys) and what they were
+        computed with, together: a run stopped in between keeps the last whole save."""
+        self._save_state("view part", parts, now)
         self._save_state("value", {"results": {"value": memory}}, now)
 
     def report_count(self) -> int:

@@ -139,11 +139,14 @@ class Run:
     written: dict[str, set[str]] = field(default_factory=dict)  # tracker keys known written
     summary_sheet: list[list[Any]] | None = None  # the tracker's Summary sheet, as read
     # The last results of the reports whose responses did not change (by report id),
-    # computed at `kept_at`; None: every report is computed. `recomputed`: the reports this
-    # run computed. `memory`: what they were computed with, stored with them.
+    # computed at `kept_at`; None: every report is computed. `changed`: the reports
+    # combined again; `recomputed`: those checked and triaged again; `memory`: what their
+    # results are computed with, stored with them; `columns`: a report's own columns.
     kept: pd.DataFrame | None = None
     kept_at: pd.Timestamp | None = None
+    changed: pd.Index | None = None
     recomputed: pd.Index | None = None
+    columns: list[str] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -190,7 +193,7 @@ def run(config: Config, now: datetime | None = None,
                 # queued in the transaction that records the decisions, or a stopped run
                 # loses them.
                 with r.saving():
-                    audit_decisions(r, view, patterns)
+                    audit_decisions(r, view, held, patterns)
                     queue_emails(r, view, actions, patterns, held)
                 frames = governance.Frames(view, patterns, actions)
                 queue_governance(r, frames)
@@ -365,8 +368,10 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
         links = normalize.with_links(links, joined, _number(r, orphans))
         if incremental:
             reports, changed = _recombine(r, mapped.responses, links, mapped_of)
+            r.changed = pd.Index(changed["report_id"])
         else:
             reports = changed = normalize.combine(mapped.responses, links, r.config.rules)
+        r.columns = list(reports.columns)
         r.summary.reports_changed = store.save_reports(normalize.to_records(changed), r.now)
         if unmapped != store.notices("unmapped"):
             r.events += [AuditEvent("source", u.split(":")[0], "unmapped question", u)
@@ -398,14 +403,10 @@ def _recombine(r: Run, fresh: pd.DataFrame, links: pd.DataFrame,
     changed = normalize.combine(pd.concat([p for p in parts if len(p)], ignore_index=True)
                                 if any(len(p) for p in parts) else fresh, touched,
                                 r.config.rules)
-    ids = set(changed["report_id"])
-    rows = [(data, result) for data, result in store.reports_with_results()
-            if data["report_id"] not in ids]
-    unchanged = normalize.from_records([data for data, _ in rows], r.config.rules)
-    r.kept = results.from_records({data["report_id"]: result for data, result in rows
-                                   if result is not None})
-    r.kept_at = pd.Timestamp(r.c.store.results_memory()["at"])
-    return normalize.updated(unchanged, changed), changed
+    stored, kept = results.from_parts(store.view_parts(), r.config.rules)
+    r.kept = kept[~kept.index.isin(changed["report_id"])]
+    r.kept_at = pd.Timestamp(store.results_memory()["at"])
+    return normalize.updated(stored, changed), changed
 
 
 def _number(r: Run, responses: pd.DataFrame) -> pd.DataFrame:
@@ -547,7 +548,8 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
 
 # -- 8. audit ----------------------------------------------------------------------------------
 
-def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
+def audit_decisions(r: Run, view: pd.DataFrame, held: pd.DataFrame,
+                    patterns: pd.DataFrame) -> None:
     """Log what changed since the last run: checks, rules fired, risk flags, patterns."""
     store, rules = r.c.store, r.config.rules
     # Reports whose results were kept decided what they decided last run: nothing to log.
@@ -563,8 +565,12 @@ def audit_decisions(r: Run, view: pd.DataFrame, patterns: pd.DataFrame) -> None:
     r.events += events + p_events
     with r.saving():
         store.save_decisions(_changed(state, previous), r.now)
-        store.save_results(results.to_records(view[view["report_id"].isin(state.keys())]),
-                           r.memory, r.now)
+        # the reports as they are now (held ones too) and their results, for the next run
+        everything = pd.concat([view[[*r.columns, *results.DTYPES]], held[r.columns]],
+                               ignore_index=True) if len(held) else view[[*r.columns,
+                                                                          *results.DTYPES]]
+        store.save_view(results.to_parts(everything, None if r.kept is None else
+                                         r.changed.union(r.recomputed)), r.memory, r.now)
         if p_events or p_state.keys() != prior_patterns.keys():
             store.reserve("pattern", r.taken.get("pattern", 0))
             store.replace_patterns({pid: {**st, "rule_id": rule, "key": key}

@@ -13,7 +13,6 @@ Three pure steps the pipeline runs in order:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -395,25 +394,6 @@ def to_records(reports: pd.DataFrame) -> list[dict[str, Any]]:
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
             for r in records]
-
-
-def from_records(records: Sequence[Mapping[str, Any]], rules: Rules) -> pd.DataFrame:
-    """Reports as `combine` gives them, from the records `to_records` made of them."""
-    fields = list(rules.fields)
-    # as `combine` orders them; the reporter's name and email only when they are fields
-    columns = [*(c for c in META_COLUMNS if c in fields or not c.startswith("reporter_")),
-               *(f for f in fields if f not in META_COLUMNS)]
-    frame = pd.DataFrame({c: pd.Series([r.get(c) for r in records], dtype=object)
-                          for c in columns})
-    for col in ("report_id", "source", "response_id"):
-        frame[col] = frame[col].astype("str")
-    frame["version"] = frame["version"].astype("int64")
-    frame["anonymous"] = frame["anonymous"].astype(bool)
-    for col in ["submitted_at", "updated_at",
-                *(f for f in fields if rules.fields[f].type == "datetime")]:
-        frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601").astype(
-            "datetime64[us, UTC]")
-    return frame
 
 
 def display(rules: Rules, field: str, value: Any) -> str:

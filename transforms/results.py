@@ -13,7 +13,7 @@ Pure: records and DataFrames in, DataFrames and records out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -33,29 +33,65 @@ COMPUTED = [c for c in DTYPES if c != "completed_at"]  # by the checks and triag
 RECEIVED = ("submitted_at", "updated_at")  # when a report came: never in the future
 
 
-def to_records(view: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Report id -> its results, JSON-ready (the due time as ISO text)."""
-    due = [None if pd.isna(t) else t.isoformat() for t in view["triage_due"]]
-    # missing as None: JSON has no NaN
-    columns = {c: [None if _missing(v) else v for v in view[c].tolist()]
-               for c in DTYPES if c != "triage_due"}
-    columns["notification_risk"] = [bool(v) for v in columns["notification_risk"]]
-    return {rid: {**{c: columns[c][i] for c in columns}, "triage_due": due[i]}
-            for i, rid in enumerate(view["report_id"])}
+# Reports per stored part of the view: a run rewrites the parts holding what it changed
+# (new reports go to the last), and reads the view back whole in a few large reads.
+PART = 5_000
+
+
+def part_of(report_id: str) -> str:
+    """The key of the part holding a report: by its number, so parts only ever grow."""
+    return f"{int(report_id.rsplit('-', 1)[-1]) // PART:06d}"
+
+
+def to_parts(view: pd.DataFrame, report_ids: Iterable[str] | None = None
+             ) -> dict[str, dict[str, list[Any]]]:
+    """The parts holding `report_ids` (every part when None), each as column -> values,
+    JSON-ready (times as ISO text, missing as None)."""
+    keys = view["report_id"].map(part_of)
+    wanted = None if report_ids is None else {part_of(i) for i in report_ids}
+    return {key: _columns(rows) for key, rows in view.groupby(keys, sort=True)
+            if wanted is None or key in wanted}
+
+
+def _columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            out[col] = [None if pd.isna(t) else t.isoformat() for t in values]
+        else:
+            out[col] = [None if _missing(v) else v for v in values.tolist()]
+    return out
 
 
 def _missing(value: Any) -> bool:
     return value is None or (not isinstance(value, list | str | bool) and pd.isna(value))
 
 
-def from_records(records: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """The results `to_records` gave, indexed by report id, in the dtypes computed."""
-    rows = list(records.values())
-    index = pd.Index(list(records), dtype="str", name="report_id")
-    frame = pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object, index=index)
-                          for c in DTYPES}, index=index)
-    frame["triage_due"] = pd.to_datetime(frame["triage_due"], utc=True, format="ISO8601")
-    return frame.astype(DTYPES)
+def from_parts(parts: Iterable[Mapping[str, list[Any]]], rules: Rules
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(reports as `normalize.combine` gives them, the results of those that have them,
+    indexed by report id, in the dtypes computed) from the parts `to_parts` gave."""
+    columns: dict[str, list[Any]] = {}
+    for part in parts:
+        for col, values in part.items():
+            columns.setdefault(col, []).extend(values)
+    frame = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in columns.items()})
+    fields = list(rules.fields)
+    reports = frame[[c for c in frame.columns if c not in DTYPES]].copy()
+    for col in ("report_id", "source", "response_id"):
+        reports[col] = reports[col].astype("str")
+    reports["version"] = reports["version"].astype("int64")
+    reports["anonymous"] = reports["anonymous"].astype(bool)
+    for col in ["submitted_at", "updated_at",
+                *(f for f in fields if rules.fields[f].type == "datetime")]:
+        reports[col] = pd.to_datetime(reports[col], utc=True, format="ISO8601").astype(
+            "datetime64[us, UTC]")
+    done = frame[frame["dq_status"].notna()] if "dq_status" in frame else frame.iloc[:0]
+    kept = done.reindex(columns=list(DTYPES)).set_axis(
+        pd.Index(done["report_id"] if len(done) else [], dtype="str", name="report_id"))
+    kept["triage_due"] = pd.to_datetime(kept["triage_due"], utc=True, format="ISO8601")
+    return reports, kept.astype(DTYPES)
 
 
 def ahead(reports: pd.DataFrame, rules: Rules, since: pd.Timestamp) -> pd.Series:
