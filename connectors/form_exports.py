@@ -480,7 +480,8 @@ class MicrosoftFormsXlsxSource(_ExportFile):
                 continue
             answers = {}
             for i, name in columns:
-                if i < len(row) and (text := _cell_text(row[i])) is not None:
+                if i < len(row) and row[i] is not None and (
+                        text := _cell_text(row[i])) is not None:
                     answers[name] = text
                     answered.add(i)
             email = _cell_text(cell(row, "email"))

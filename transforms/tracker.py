@@ -368,13 +368,16 @@ class _Planned:
                     self.write.header[self.width] = title
         self.others = {_norm(t): c for c, t in state.others.items()}
 
-    def update(self, key: str, wanted: dict[str, Cell]) -> None:
-        """Write the system cells of the row holding `key` that differ."""
+    def update(self, key: str, wanted: dict[str, Cell], shown: Mapping[str, str | None]
+               ) -> None:
+        """Write the system cells of the row holding `key` that differ. `shown`: the
+        comparable text of some of the values, made for a whole column at once."""
         row, have = self.state.rows[key], self.state.values.get(key, {})
         for title, value in wanted.items():
             was = have.get(title, "")
             # Most cells are as wanted: text equal as given, or empty and wanted empty.
-            if (value == was and type(value) is str) or (value is None and not was):
+            if (value == was and type(value) is str) or (value is None and not was) or (
+                    shown.get(title) == was):
                 continue
             # Compared as the sheet holds it, and written in that form: text it cannot hold
             # as given would differ from what is read back, and be written on every run.
@@ -445,7 +448,9 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
     columns = [desired[t].astype(object).where(desired[t].notna(), None).tolist()
                for t in titles]
     rows = zip(*columns, strict=True) if columns else [()] * len(desired)
-    for key, values in zip(desired.index, rows, strict=True):
+    shown = {t: _minute_texts(desired[t]) for t in titles
+             if desired[t].dtype.kind == "M" and getattr(desired[t].dtype, "tz", None) is None}
+    for i, (key, values) in enumerate(zip(desired.index, rows, strict=True)):
         wanted = dict(zip(titles, values, strict=True))
         year = targets.get(key)
         if year is None:
@@ -457,7 +462,7 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
         found = copies.get(key, [])
         kept = found[0] if found and found[0][0] is home else None
         if kept is not None:
-            plan_of(home).update(key, wanted)
+            plan_of(home).update(key, wanted, {t: texts[i] for t, texts in shown.items()})
         elif found:
             source = found[0][0]
             plan_of(home).append(key, wanted, source.values[key], source.extras.get(key, {}))
@@ -473,6 +478,15 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
         _flag_copies(state, plan_of, out)
     out.writes = [p.write for p in planned.values()]
     return out
+
+
+def _minute_texts(values: pd.Series) -> list[str | None]:
+    """`stored_text` of each of a column of naive times, made at once: "YYYY-MM-DD HH:MM",
+    a midnight the day alone, a missing time empty; None for a time within a minute (left
+    to `stored_text`)."""
+    texts = np.datetime_as_string(values.to_numpy("datetime64[us]"), unit="us")
+    return ["" if t == "NaT" else None if t[16:] != ":00.000000" else t[:10]
+            if t[11:16] == "00:00" else f"{t[:10]} {t[11:16]}" for t in texts.tolist()]
 
 
 def copy_note(key: str, counted: int) -> str:
