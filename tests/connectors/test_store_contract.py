@@ -207,6 +207,33 @@ def test_what_the_loop_remembers_is_upserted_or_replaced(store):
         ["form: 'Q' (3 responses)"], [])
 
 
+def test_the_kept_view_is_replaced_part_by_part_with_its_memory(store):
+    assert (store.view_parts(), store.results_memory()) == ([], None)
+    first = {"000000": {"report_id": ["NM-000001"], "problems": [["a", "b"]]},
+             "000001": {"report_id": ["NM-005000"], "problems": [[]]}}
+    store.save_view(first, {"raw": 2, "proofs": {"g": {"occurred_at": ["13/11/2026", None]}}},
+                    T0)
+    store.save_view({"000001": {"report_id": ["NM-005000", "NM-005001"], "problems": [[], []]}},
+                    {"raw": 3}, T0)
+    assert store.view_parts() == [first["000000"], {"report_id": ["NM-005000", "NM-005001"],
+                                                    "problems": [[], []]}]
+    assert store.results_memory() == {"raw": 3}
+
+
+def test_responses_stored_after_a_mark_or_with_given_ids(store):
+    store.add_raw([response("r1", "a"), response("r2", "b")], T0)
+    mark = store.last_raw_id()
+    store.add_raw([response("r2", "b, edited", T0 + pd.Timedelta(hours=1)),
+                   response("r3", "c")], T0)
+    after = store.latest_responses(after=mark)
+    assert sorted(after["response_id"]) == ["r2", "r3"]
+    assert after.set_index("response_id").loc["r2", "version"] == 2
+    assert store.latest_responses(after=store.last_raw_id()).empty
+    assert sorted(store.latest_responses(response_ids=["r1", "r3"])["response_id"]) == [
+        "r1", "r3"]
+    assert store.decisions(["NM-000009"]) == {}
+
+
 def test_a_source_is_remembered_field_by_field(store):
     assert store.source_memory("form") == SourceMemory()
     store.remember_source("form", SourceMemory("w1", "2026-11-23", ["a warning"], {"q": "Q"}),

@@ -59,6 +59,12 @@ def test_a_deployment_on_postgresql_runs_and_a_second_run_adds_nothing(tmp_path,
         store.close()
     assert not list(tmp_path.glob("*.db")) and not list(tmp_path.glob("*.lock"))
 
+    # A new report: the kept results of the others come back from PostgreSQL.
+    dep.add_google("2026-11-23 08:00", service="Riverside Supported Living")
+    third = dep.run("2026-11-23 10:00")
+    assert (third.new_responses, third.reports, third.reports_changed) == (1, 3, 1)
+    assert [r["Report ID"] for r in dep.sheet()] == ["NM-000001", "NM-000002", "NM-000003"]
+
     config = str(dep.config().path)
     assert main(["--config", config, "explain", "NM-000001"]) == 0
     from jobs.doctor import doctor

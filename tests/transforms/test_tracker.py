@@ -1,11 +1,14 @@
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.records import SheetWrite, merge_writes
 from domain.text import sheet_text
 from tests.fakes.patterns import long_pattern_rows
+from transforms import tracker
 from transforms.tracker import (
     ACTIONS,
     PATTERNS,
@@ -407,3 +410,16 @@ def test_a_deleted_row_comes_back_with_the_managers_own_columns():
     emptied = [header, [*row({"Report ID": "NM-000001", "Version": 1}), ""]]
     again, _ = manager_changes(read_sheet(REPORTS, emptied), values)
     assert "Follow-up call" not in again["NM-000001"]  # cleared since: not brought back
+
+
+@given(st.lists(st.one_of(st.none(), st.datetimes(min_value=datetime(1990, 1, 1),
+                                                    max_value=datetime(2100, 1, 1))),
+                max_size=20), st.booleans())
+def test_times_made_text_for_a_whole_column_compare_as_each_would(values, to_minute):
+    column = pd.Series(values, dtype="datetime64[us]")
+    if to_minute:  # as the job writes them; others are left to stored_text
+        column = column.dt.floor("min")
+    for value, text in zip(column.astype(object).where(column.notna(), None),
+                           tracker._minute_texts(column), strict=True):
+        assert text is None or text == tracker.stored_text(value)
+        assert text is not None or value.second or value.microsecond
