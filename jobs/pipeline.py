@@ -532,10 +532,8 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
                zip(patterns["pattern_id"], patterns["members"], strict=True)}
     actions = action_state(manager[ACTIONS.title], members, today, r.tz, s.dayfirst)
 
-    by_report = found.links.groupby("report_id")["pattern_id"].agg(lambda x: sorted(set(x)))
     view = view.merge(closure.drop(columns=["report_id"]), left_index=True, right_index=True)
-    view["pattern_ids"] = view["report_id"].map(by_report).map(
-        lambda v: v if isinstance(v, list) else [])
+    view["pattern_ids"] = repeats.pattern_ids(found.links, view["report_id"])
     triage_status = {k: v.get("Triage status", "").casefold()
                      for k, v in manager[REPORTS.title].items()}
     # bool, even with no report (an empty map would give pandas' string dtype)

@@ -547,6 +547,15 @@ def merge_same_reports(result: RepeatResult) -> RepeatResult:
                         links=links.reset_index(drop=True))
 
 
+def pattern_ids(links: pd.DataFrame, report_ids: pd.Series) -> pd.Series:
+    """The ids of the patterns each report belongs to, sorted (a list, empty for none)."""
+    of: dict[str, set[str]] = {}
+    for rid, pid in zip(links["report_id"], links["pattern_id"], strict=True):
+        of.setdefault(rid, set()).add(pid)
+    return pd.Series([sorted(of.get(rid, ())) for rid in report_ids], index=report_ids.index,
+                     dtype=object)
+
+
 def assign_ids(result: RepeatResult, ids: dict[str, str]) -> RepeatResult:
     """Fill pattern_id of new patterns from ids allocated by the caller, keyed by fingerprint."""
     def fill(frame: pd.DataFrame) -> pd.DataFrame:

@@ -565,7 +565,16 @@ def reports_rows(view: pd.DataFrame, rules: Rules, tz: ZoneInfo, now: pd.Timesta
         return view[name] if name in view else pd.Series(None, index=view.index, dtype=object)
 
     def labelled(field: str) -> pd.Series:
-        return col(field).map(lambda v: display(rules, field, v))
+        shown: dict[Any, str] = {}  # a few options repeated over every report
+
+        def label(value: Any) -> str:
+            if isinstance(value, list | tuple):
+                return display(rules, field, value)
+            if value not in shown:
+                shown[value] = display(rules, field, value)
+            return shown[value]
+        return pd.Series([label(v) for v in col(field).tolist()], index=view.index,
+                         dtype=object)
 
     reporter = col("reporter_name").where(col("reporter_name").notna(), col("reporter_email"))
     overdue = (view["triage_due"] < now) & ~view["triaged"]
