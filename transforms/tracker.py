@@ -133,6 +133,8 @@ def cell_text(value: Cell) -> str:
         if value.is_integer():
             return str(int(value))
     if isinstance(value, datetime):
+        if value.tzinfo is None and value.year >= 1000:  # isoformat: a fraction of strftime
+            return value.isoformat(" ", "minutes")[:10 if value.time() == time() else 16]
         return value.strftime("%Y-%m-%d") if value.time() == time() else value.strftime(
             "%Y-%m-%d %H:%M")
     if isinstance(value, date):

@@ -423,3 +423,13 @@ def test_times_made_text_for_a_whole_column_compare_as_each_would(values, to_min
                            tracker._minute_texts(column), strict=True):
         assert text is None or text == tracker.stored_text(value)
         assert text is not None or value.second or value.microsecond
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 1)), st.booleans())
+def test_a_time_is_the_text_its_sheet_shows(value, timestamp):
+    cell = pd.Timestamp(value) if timestamp and value.year > 1677 and value.year < 2262 \
+        else value
+    midnight = value.hour == value.minute == value.second == value.microsecond == 0
+    assert tracker.cell_text(cell) == (f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+                                       + ("" if midnight else
+                                          f" {value.hour:02d}:{value.minute:02d}"))
