@@ -1,7 +1,8 @@
 """The near-miss learning loop, one run, top to bottom.
 
 capture -> (nothing new and nothing due: the last run's results stand) -> normalise
--> validate -> triage -> read the tracker (manager decisions) -> repeats -> audit
+-> validate -> triage (those three only for reports with something new: the last results of
+the others are kept) -> read the tracker (manager decisions) -> repeats -> audit
 -> emails owed -> governance emails due -> send -> write the tracker (and its Summary)
 -> run summary
 
@@ -395,14 +396,13 @@ def _recombine(r: Run, fresh: pd.DataFrame, links: pd.DataFrame,
     store = r.c.store
     touched, earlier = normalize.touched(links, fresh)
     parts = [fresh]
-    if len(earlier):
+    if len(earlier):  # (then fresh has rows too: they are what touched those reports)
         before = store.latest_responses(response_ids=earlier["response_id"])
         # the same response id on another form is another response
         before = before.merge(earlier, on=["source", "response_id"])
         parts.append(mapped_of(before, r.memory["proofs"]).responses)
-    changed = normalize.combine(pd.concat([p for p in parts if len(p)], ignore_index=True)
-                                if any(len(p) for p in parts) else fresh, touched,
-                                r.config.rules)
+    changed = normalize.combine(pd.concat(parts, ignore_index=True) if len(parts) > 1
+                                else fresh, touched, r.config.rules)
     stored, kept = results.from_parts(store.view_parts(), r.config.rules)
     r.kept = kept[~kept.index.isin(changed["report_id"])]
     r.kept_at = pd.Timestamp(store.results_memory()["at"])
