@@ -454,7 +454,10 @@ def patch_sheet(xml: bytes, write: SheetWrite, shared: _Shared, styles: _Styles
     column_styles = columns.styles()
     header_styles = dict.fromkeys(wanted.get(1, {}), header_style) if header_style else {}
 
-    pieces: list[bytes] = []
+    # Slices of the sheet as views, joined once: the sheet of a long history is over 100 MB
+    # of XML, and each copy of it counts in the run's peak memory.
+    view = memoryview(xml)
+    pieces: list[bytes | memoryview] = []
     at = head_end
     inserted: list[tuple[int, bytes]] = []  # rows the sheet did not have, in order
     for row in sorted(wanted):
@@ -464,7 +467,7 @@ def patch_sheet(xml: bytes, write: SheetWrite, shared: _Shared, styles: _Styles
             patched = _patch_row(xml[s:e], row, cells,
                                  header_styles if row == 1 else column_styles, shared, styles)
             if patched is not None:
-                pieces += [xml[at:s], patched]
+                pieces += [view[at:s], patched]
                 at = e
         else:
             patched = _patch_row(b'<row r="%d">' % row + b"</row>", row, cells,
@@ -477,21 +480,24 @@ def patch_sheet(xml: bytes, write: SheetWrite, shared: _Shared, styles: _Styles
                 last_row = max(last_row, row)
     if not pieces and not inserted:
         return None
-    pieces.append(xml[at:data_end])
-    body = b"".join(pieces)
+    pieces.append(view[at:data_end])
     present = max(starts, default=0)
     # Rows past every row element go at the end; rows in a gap of a sparse sheet in place.
-    body = _insert_rows(body, [r for r in inserted if r[0] < present]) + b"".join(
-        xml for row, xml in inserted if row > present)
-    out = xml[:head_end] + body + xml[data_end:]
+    middle = [r for r in inserted if r[0] < present]
+    if middle:
+        pieces = [_insert_rows(b"".join(pieces), middle)]
+    pieces += [xml for row, xml in inserted if row > present]
+    # The dimension and the column widths come before the rows, the filter after them.
+    head, tail = xml[:head_end], xml[data_end:]
     ref = f"A1:{column_letter(last_col)}{max(last_row, 1)}".encode()
-    out = _DIMENSION.sub(lambda m: m.group(0).replace(m.group(1), ref), out, count=1)
-    out = _FILTER.sub(lambda m: m.group(1) + ref + m.group(3), out, count=1)
+    head = _DIMENSION.sub(lambda m: m.group(0).replace(m.group(1), ref), head, count=1)
+    tail = _FILTER.sub(lambda m: m.group(1) + ref + m.group(3), tail, count=1)
     if columns.widen(widened(write)):
-        found = _COLS.search(out, 0, out.index(b"<sheetData"))
-        at, end = (found.start(), found.end()) if found else (out.index(b"<sheetData"),) * 2
-        out = out[:at] + columns.xml() + out[end:]
-    return out, last_col, last_row
+        rows_at = head.index(b"<sheetData")  # moved if the dimension's text grew
+        found = _COLS.search(head, 0, rows_at)
+        at, end = (found.start(), found.end()) if found else (rows_at,) * 2
+        head = head[:at] + columns.xml() + head[end:]
+    return b"".join([head, *pieces, tail]), last_col, last_row
 
 
 def _insert_rows(body: bytes, inserted: list[tuple[int, bytes]]) -> bytes:
