@@ -344,7 +344,8 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
             mapped = mapped_of(fresh, memory["proofs"])
             if not results.orders_hold(memory["proofs"], mapped.proofs, s.dayfirst):
                 mapped = None
-    incremental = mapped is not None
+    kept = _kept_view(r) if mapped is not None else None
+    incremental = kept is not None
     if not incremental:
         responses = store.latest_responses()
         progress.step(f"reading {len(responses):,} responses into reports")
@@ -368,7 +369,7 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
         store.add_links(joined, r.now)
         links = normalize.with_links(links, joined, _number(r, orphans))
         if incremental:
-            reports, changed = _recombine(r, mapped.responses, links, mapped_of)
+            reports, changed = _recombine(r, mapped.responses, links, mapped_of, kept)
             r.changed = pd.Index(changed["report_id"])
         else:
             reports = changed = normalize.combine(mapped.responses, links, r.config.rules)
@@ -388,11 +389,29 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     return reports[reports["held"].isna()].reset_index(drop=True), held.reset_index(drop=True)
 
 
+def _kept_view(r: Run) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The reports and results the last run kept (`results.from_parts`), or None when they
+    cannot stand for every stored report: a part missing or unreadable (a store edited or
+    copied in part, a run stopped between storing reports and their results)."""
+    store = r.c.store
+    try:
+        kept = results.from_parts(store.view_parts(), r.config.rules)
+    except (KeyError, ValueError, TypeError) as exc:
+        log.warning("the results kept by the last run cannot be read (%s): every report "
+                    "is computed again", type(exc).__name__)
+        return None
+    if len(kept[0]) != store.report_count():
+        log.info("the results kept by the last run miss some reports: all are computed again")
+        return None
+    return kept
+
+
 def _recombine(r: Run, fresh: pd.DataFrame, links: pd.DataFrame,
-               mapped_of: Callable[..., normalize.Mapped]) -> tuple[pd.DataFrame, pd.DataFrame]:
+               mapped_of: Callable[..., normalize.Mapped],
+               kept_view: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(every report, those combined again): the reports the fresh responses belong to are
-    combined again, with the earlier responses of each; the others are as last stored, and
-    their last results are kept in `r.kept`."""
+    combined again, with the earlier responses of each; the others are as `kept_view` has
+    them, and their last results are kept in `r.kept`."""
     store = r.c.store
     touched, earlier = normalize.touched(links, fresh)
     parts = [fresh]
@@ -403,7 +422,7 @@ def _recombine(r: Run, fresh: pd.DataFrame, links: pd.DataFrame,
         parts.append(mapped_of(before, r.memory["proofs"]).responses)
     changed = normalize.combine(pd.concat(parts, ignore_index=True) if len(parts) > 1
                                 else fresh, touched, r.config.rules)
-    stored, kept = results.from_parts(store.view_parts(), r.config.rules)
+    stored, kept = kept_view
     r.kept = kept[~kept.index.isin(changed["report_id"])]
     r.kept_at = pd.Timestamp(store.results_memory()["at"])
     return normalize.updated(stored, changed), changed

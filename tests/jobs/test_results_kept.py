@@ -91,3 +91,12 @@ def test_kept_results_end_where_a_full_recompute_does(twins, monkeypatch):
     both(lambda d: d.edit_microsoft(1, "2026-11-23 16:00", shift="Night (10pm-8am)"))
     said = run("2026-11-23 17:00")
     assert any(s.startswith("reading 6 responses into reports") for s in said)
+
+    # The kept view damaged, then lost (a store edited by hand): everything is read again.
+    for damage in ("UPDATE entity_state SET data = '{\"report_id\": [\"NM-000001\"]}' "
+                   "WHERE kind = 'view part'", "DELETE FROM entity_state WHERE kind = 'view part'"):
+        with sqlite3.connect(kept.folder / "nearmiss.db") as db:
+            db.execute(damage)
+        both(lambda d: d.add_google("2026-11-23 18:00"))
+        said = run("2026-11-23 19:00")
+        assert any(s.startswith("reading") and "responses into reports" in s for s in said)
