@@ -699,14 +699,21 @@ def _microsoft_credentials(ms: MicrosoftSettings) -> list[tuple[str, str]]:
                      "it")]
         return []
     assert ms.certificate_env is not None
+    return _key_file_problems("microsoft.certificate_env", ms.certificate_env,
+                              "the app's PEM certificate (private key and certificate)",
+                              "put the app's PEM certificate there")
+
+
+def _key_file_problems(key: str, variable: str, what: str, fix: str) -> list[tuple[str, str]]:
+    """Whether the environment variable `variable` names an existing key file: if not, one
+    problem for config key `key`, saying to export the path of `what`, or to `fix` it."""
     try:
-        key_file(ms.certificate_env)
+        key_file(variable)
     except KeyFileError as exc:
         if exc.reason == "unset":
-            return [("microsoft.certificate_env", f"{exc.problem}: export the path of the "
-                     "app's PEM certificate (private key and certificate) in it")]
-        return [("microsoft.certificate_env", f"{exc.variable} points at {exc.value}, which "
-                 "does not exist: put the app's PEM certificate there")]
+            return [(key, f"{exc.problem}: export the path of {what} in it")]
+        # the variable's value as set (before ~ is expanded), as the user wrote it
+        return [(key, f"{exc.variable} points at {exc.value}, which does not exist: {fix}")]
     return []
 
 
@@ -726,16 +733,9 @@ def _google_credentials(google: GoogleSettings) -> list[tuple[str, str]]:
     `nearmiss doctor`), so a config loads wherever the file is present.
     """
     if google.auth == "service_account":
-        try:
-            key_file(google.key_file_env)
-        except KeyFileError as exc:
-            if exc.reason == "unset":
-                return [("google.key_file_env", f"{exc.problem}: export the path of the "
-                         "service account's JSON key file in it")]
-            # the variable's value as set (before ~ is expanded), as the user wrote it
-            return [("google.key_file_env", f"{exc.variable} points at {exc.value}, which "
-                     "does not exist: download the service account's JSON key there")]
-        return []
+        return _key_file_problems("google.key_file_env", google.key_file_env,
+                                  "the service account's JSON key file",
+                                  "download the service account's JSON key there")
     if not Path(google.token_file).is_file():
         return [("google.token_file", f"no Google user token at {google.token_file}: run "
                  "`nearmiss auth google` (with "
