@@ -442,20 +442,12 @@ def _number(r: Run, responses: pd.DataFrame) -> pd.DataFrame:
 def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
     """Checks and triage of every report, or of those without results kept (new, changed,
     or with a time that was ahead when the kept results were computed)."""
-    rules, kept = r.config.rules, r.kept
-    todo = reports if kept is None else reports[
-        ~reports["report_id"].isin(kept.index)
-        | results.ahead(reports, rules, r.kept_at)]
+    rules = r.config.rules
+    todo = results.to_compute(reports, rules, r.kept, r.kept_at)
     progress.step(f"checking and triaging {len(todo):,} of {len(reports):,} reports")
-    computed = pd.concat([check_reports(todo, rules, r.now).drop(columns=["report_id"]),
-                          triage(todo, rules, r.tz).drop(columns=["report_id"])], axis=1)
-    computed.index = r.recomputed = pd.Index(todo["report_id"], dtype="str", name="report_id")
-    if kept is not None:
-        computed = pd.concat([f for f in (
-            computed, kept.loc[~kept.index.isin(computed.index), results.COMPUTED])
-            if len(f)] or [computed])
-    view = reports.join(computed.astype({c: results.DTYPES[c] for c in results.COMPUTED}),
-                        on="report_id")
+    view = results.attach(reports, check_reports(todo, rules, r.now), triage(todo, rules, r.tz),
+                          r.kept)
+    r.recomputed = pd.Index(todo["report_id"])
     r.summary.incomplete = int((view["dq_status"] == "incomplete").sum())
     return view
 
@@ -583,11 +575,9 @@ def audit_decisions(r: Run, view: pd.DataFrame, held: pd.DataFrame,
     with r.saving():
         store.save_decisions(_changed(state, previous), r.now)
         # the reports as they are now (held ones too) and their results, for the next run
-        everything = pd.concat([view[[*r.columns, *results.DTYPES]], held[r.columns]],
-                               ignore_index=True) if len(held) else view[[*r.columns,
-                                                                          *results.DTYPES]]
-        store.save_view(results.to_parts(everything, None if r.kept is None else
-                                         r.changed.union(r.recomputed)), r.memory, r.now)
+        store.save_view(results.to_parts(
+            results.kept_view(view, held, r.columns),
+            None if r.kept is None else r.changed.union(r.recomputed)), r.memory, r.now)
         if p_events or p_state.keys() != prior_patterns.keys():
             store.reserve("pattern", r.taken.get("pattern", 0))
             store.replace_patterns({pid: {**st, "rule_id": rule, "key": key}

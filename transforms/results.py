@@ -94,6 +94,35 @@ def from_parts(parts: Iterable[Mapping[str, list[Any]]], rules: Rules
     return reports, kept.astype(DTYPES)
 
 
+def to_compute(reports: pd.DataFrame, rules: Rules, kept: pd.DataFrame | None,
+               kept_at: pd.Timestamp | None) -> pd.DataFrame:
+    """The reports to check and triage: all when nothing is kept, else those without kept
+    results and those with a time after `kept_at`."""
+    if kept is None or kept_at is None:
+        return reports
+    return reports[~reports["report_id"].isin(kept.index) | ahead(reports, rules, kept_at)]
+
+
+def attach(reports: pd.DataFrame, checked: pd.DataFrame, triaged: pd.DataFrame,
+           kept: pd.DataFrame | None) -> pd.DataFrame:
+    """Reports with their results: those just computed (`checked` and `triaged`, row for
+    row with the reports computed), else those kept."""
+    computed = pd.concat([checked, triaged.drop(columns=["report_id"])], axis=1)
+    computed = computed.set_index(pd.Index(computed.pop("report_id"), dtype="str",
+                                           name="report_id"))
+    if kept is not None:
+        rest = kept.loc[~kept.index.isin(computed.index), COMPUTED]
+        computed = pd.concat([f for f in (computed, rest) if len(f)] or [computed])
+    return reports.join(computed.astype({c: DTYPES[c] for c in COMPUTED}), on="report_id")
+
+
+def kept_view(view: pd.DataFrame, held: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """What a run keeps for the next: every report's own `columns` (held ones too) and
+    the results of those that have them."""
+    active = view[[*columns, *DTYPES]]
+    return pd.concat([active, held[columns]], ignore_index=True) if len(held) else active
+
+
 def ahead(reports: pd.DataFrame, rules: Rules, since: pd.Timestamp) -> pd.Series:
     """Whether each report had a time after `since` (its checks may have changed since)."""
     out = pd.Series(False, index=reports.index)
