@@ -209,7 +209,7 @@ def test_what_the_loop_remembers_is_upserted_or_replaced(store):
 
 def test_the_kept_view_is_replaced_part_by_part_with_its_memory(store):
     assert (store.view_parts(), store.results_memory()) == ([], None)
-    first = {"000000": {"report_id": ["NM-000001"], "problems": [["a", "b"]]},
+    first = {"000000": {"report_id": ["NM-000001"], "problems": [["a\x00b", "\u202eRTL"]]},
              "000001": {"report_id": ["NM-005000"], "problems": [[]]}}
     store.save_view(first, {"raw": 2, "proofs": {"g": {"occurred_at": ["13/11/2026", None]}}},
                     T0)

@@ -82,15 +82,30 @@ def test_kept_results_end_where_a_full_recompute_does(twins, monkeypatch):
     assert "reading 0 response(s) stored since the last run" in said
     assert "checking and triaging 1 of 4 reports" in said  # the one no longer ahead
 
+    # Hostile answers arrive: control characters, "N/A", a label the rules do not know, the
+    # hour the clocks went back, and a broken line. Each marks its own report; the kept
+    # results of the others still stand.
+    both(lambda d: d.add_google("2026-11-23 13:10", description="Bed rail\x07 loose\x00 again",
+                                potential_harm="N/A", category="Medicines",
+                                occurred_at="2026-10-25 01:30"))
+    both(lambda d: d.add_microsoft("2026-11-23 13:20", service="  Oak   House ",
+                                   description="=HYPERLINK(\"x\")\u202e"))
+    for dep in twins:
+        with (dep.folder / "exports" / "near-miss-google-form.csv").open("a") as export:
+            export.write('2026/11/23 1:30:00 PM GMT,kim@example.org,"Medication,"never closed\n')
+    said = run("2026-11-23 14:00")
+    assert "reading 3 response(s) stored since the last run" in said
+    assert "checking and triaging 2 of 6 reports" in said  # the broken line's is held
+
     # A month-first date changes how the column reads: everything is read again.
     both(lambda d: d.add_google("2026-11-23 14:00", occurred_at="11/22/2026 08:00"))
     said = run("2026-11-23 15:00")
-    assert any(s.startswith("reading 6 responses into reports") for s in said)
+    assert any(s.startswith("reading 9 responses into reports") for s in said)
 
     # An edited response may have been a column's proof: everything is read again.
     both(lambda d: d.edit_microsoft(1, "2026-11-23 16:00", shift="Night (10pm-8am)"))
     said = run("2026-11-23 17:00")
-    assert any(s.startswith("reading 6 responses into reports") for s in said)
+    assert any(s.startswith("reading 9 responses into reports") for s in said)
 
     # The kept view damaged, then lost (a store edited by hand): everything is read again.
     for damage in ("UPDATE entity_state SET data = '{\"report_id\": [\"NM-000001\"]}' "
