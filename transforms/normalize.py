@@ -373,15 +373,15 @@ def touched(links: pd.DataFrame, fresh: pd.DataFrame) -> tuple[pd.DataFrame, pd.
 def updated(reports: pd.DataFrame, changed: pd.DataFrame) -> pd.DataFrame:
     """Reports with `changed` ones replacing (or adding to) them, in report id order."""
     rest = reports[~reports["report_id"].isin(changed["report_id"])]
-    both = pd.concat([f for f in (rest, changed) if len(f)], ignore_index=True) \
-        if len(rest) and len(changed) else (changed if len(changed) else rest)
+    parts = [f for f in (rest, changed) if len(f)]  # concat warns of empty frames
+    both = pd.concat(parts, ignore_index=True) if len(parts) == 2 else (parts or [rest])[0]
     return both.sort_values("report_id", kind="stable").reset_index(drop=True)
 
 
 def add_counts(counts: pd.DataFrame, more: pd.DataFrame) -> pd.DataFrame:
     """Unmapped-question counts (source, question, responses) added up, sorted."""
-    both = pd.concat([f for f in (counts, more) if len(f)]) if len(counts) or len(more) \
-        else counts
+    parts = [f for f in (counts, more) if len(f)]  # concat warns of empty frames
+    both = pd.concat(parts) if parts else counts
     return both.groupby(["source", "question"], as_index=False, sort=True)["responses"].sum()
 
 
