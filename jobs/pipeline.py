@@ -335,7 +335,9 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     token = {"config": r.config.fingerprint(), "code": code_version()}
     r.memory = {**token, "at": r.now.isoformat(), "raw": store.last_raw_id()}
     mapped = None
-    if memory and {k: memory.get(k) for k in token} == token \
+    # (a memory written by hand or cut short is not used: every report is computed)
+    if memory and {k: memory.get(k) for k in token} == token and {
+            "at", "raw", "proofs", "notes", "unmapped"} <= memory.keys() \
             and pd.Timestamp(memory["at"]) <= r.now:
         fresh = store.latest_responses(after=memory["raw"])
         # An edited response may have been a column's proof of its day order: read all.

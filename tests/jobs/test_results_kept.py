@@ -109,7 +109,9 @@ def test_kept_results_end_where_a_full_recompute_does(twins, monkeypatch):
 
     # The kept view damaged, then lost (a store edited by hand): everything is read again.
     for damage in ("UPDATE entity_state SET data = '{\"report_id\": [\"NM-000001\"]}' "
-                   "WHERE kind = 'view part'", "DELETE FROM entity_state WHERE kind = 'view part'"):
+                   "WHERE kind = 'view part'", "DELETE FROM entity_state WHERE kind = 'view part'",
+                   "UPDATE entity_state SET data = json_remove(data, '$.value.proofs') "
+                   "WHERE kind = 'value' AND entity_id = 'results'"):
         with sqlite3.connect(kept.folder / "nearmiss.db") as db:
             db.execute(damage)
         both(lambda d: d.add_google("2026-11-23 18:00"))
