@@ -25,16 +25,14 @@ def openpyxl_row(values: list[Any]) -> list[Cell]:
     None, and a `datetime` at midnight. Times, durations, other datetimes, booleans and text
     are alike. A formula cell reads as its last computed value, an error cell as empty.
     """
-    out: list[Cell] = []
-    for v in values:
-        kind = type(v)
-        if kind is str:
-            out.append(v or None)
-        elif kind is float:
-            out.append(int(v) if v.is_integer() and -_EXACT_INTEGERS < v < _EXACT_INTEGERS
-                       else v)
-        elif kind is date:
-            out.append(datetime.combine(v, time()))
-        else:
-            out.append(v)
-    return out
+    # text first, inline: most cells are text, and a large sheet has millions
+    return [(v or None) if type(v) is str else _value(v) for v in values]
+
+
+def _value(v: Any) -> Cell:
+    kind = type(v)
+    if kind is float:
+        return int(v) if v.is_integer() and -_EXACT_INTEGERS < v < _EXACT_INTEGERS else v
+    if kind is date:
+        return datetime.combine(v, time())
+    return v

@@ -15,11 +15,13 @@ import codecs
 import csv
 import hashlib
 import io
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -31,10 +33,13 @@ from connectors.errors import SourceError
 from domain.times import (
     EARLIEST_YEAR,
     LATEST_YEAR,
+    NO_PROOF,
     Order,
+    Proofs,
     Read,
-    day_order,
+    decide_order,
     localise,
+    order_proofs,
     read_column,
     read_datetime,
 )
@@ -194,8 +199,10 @@ class _Record:
 
 
 def _records(lines: list[str], delimiter: str, width: int | None = None,
-             whole: Callable[[list[str]], bool] | None = None) -> Iterator[_Record]:
-    """The non-blank records of CSV text (lines with their endings), header first.
+             whole: Callable[[list[str]], bool] | None = None,
+             before: int = 0) -> Iterator[_Record]:
+    """The non-blank records of CSV text (lines with their endings), header first; `before`
+    lines of the file precede `lines` (they number the records).
 
     The csv module keeps line breaks and NULs inside quoted cells. A quote mark that is
     never closed makes it read the next line into the same record. So when a record of the
@@ -219,7 +226,7 @@ def _records(lines: list[str], delimiter: str, width: int | None = None,
         except StopIteration:
             return
         except csv.Error as exc:  # not expected with these settings; kept, not fatal
-            yield _Record(start + 1, [], _joined(lines[start:pos]),
+            yield _Record(before + start + 1, [], _joined(lines[start:pos]),
                           f"cannot be read as CSV ({exc})")
             continue
         if not any(f.strip() for f in fields):
@@ -228,17 +235,21 @@ def _records(lines: list[str], delimiter: str, width: int | None = None,
             after = next(csv.reader(iter(lines[start + 1:]), delimiter=delimiter), None)
             if after is not None and whole(after):
                 first = lines[start]
-                yield _Record(start + 1, next(csv.reader([first], delimiter=delimiter)),
+                yield _Record(before + start + 1,
+                              next(csv.reader([first], delimiter=delimiter)),
                               _joined([first]), "has a quote mark that is not closed")
                 pos = start + 1
                 reader = csv.reader(feed(), delimiter=delimiter)
                 continue
-        yield _Record(start + 1, fields, _joined(lines[start:pos]))
+        yield _Record(before + start + 1, fields, _joined(lines[start:pos]))
 
 
-def _listed(lines: list[str], more: str, limit: int = 10) -> list[str]:
-    """Warnings one a line, the first `limit` of them, then how many `more`."""
-    return lines[:limit] + ([f"{len(lines) - limit} {more}"] if len(lines) > limit else [])
+def _listed(lines: list[str], more: str, limit: int = 10, total: int | None = None
+            ) -> list[str]:
+    """Warnings one a line, the first `limit` of them, then how many `more` (of `total`,
+    when `lines` holds only the first of them)."""
+    total = len(lines) if total is None else total
+    return lines[:limit] + ([f"{total - limit} {more}"] if total > limit else [])
 
 
 def _joined(lines: list[str]) -> str:
@@ -256,22 +267,82 @@ def _misquoted(raw: str, delimiter: str) -> bool:
     return False
 
 
+# An export is downloaded whole each time, but between two downloads it mostly grows. Its
+# watermark keeps, with the file's digest, what the parse of that version leaves for reading
+# only what is appended after it: where the parsed part ends and the column-wide findings
+# (day-order proofs, the columns answered, what was said of it). A new version that begins
+# with the old one is read from there; anything else (a changed or removed response, a new
+# column, new values that change how a column reads, the daily full read) is parsed whole.
+Resume = dict[str, Any]
+
+
+def _mark(watermark: str | None) -> tuple[str | None, Resume | None]:
+    """The file digest and resume point a watermark holds. A watermark from before resume
+    points is the digest alone; one that is not ours (a store edited by hand) holds none."""
+    if not watermark or not watermark.startswith("{"):
+        return watermark, None
+    try:
+        mark = json.loads(watermark)
+        return mark["digest"], mark.get("resume")
+    except (ValueError, TypeError, KeyError):
+        return None, None
+
+
 class _ExportFile:
-    """A responses export file, parsed again only when its bytes changed: its SHA-256 is
-    its watermark (the daily full read passes none, so it is parsed once a day anyway)."""
+    """A responses export file, parsed again only when its bytes changed, and then only
+    from where the last parse ended if the file still begins with what it read (the daily
+    full read passes no watermark, so the whole file is parsed once a day anyway)."""
 
     name: str
     path: Path
 
     def pull(self, watermark: str | None = None) -> Pull:
         raw = _read_bytes(self.name, self.path)
-        if _digest(raw) == watermark:
+        digest, resume = _mark(watermark)
+        now = _digest(raw)
+        if now == digest:
             return Pull(responses=[], watermark=watermark, unchanged=True)
-        pulled = self._read(raw)
-        return Pull(pulled.responses, pulled.questions, _digest(raw), pulled.warnings)
+        try:
+            pulled, resume = self._read(raw, digest, resume)
+        except (KeyError, TypeError, ValueError) as exc:
+            if resume is None or isinstance(exc, SourceError):
+                raise
+            pulled, resume = self._read(raw, None, None)  # a damaged resume point: whole
+        mark = json.dumps({"digest": now, "resume": resume}) if resume else now
+        return Pull(pulled.responses, pulled.questions, mark, pulled.warnings)
 
-    def _read(self, raw: bytes) -> Pull:
+    def _read(self, raw: bytes, digest: str | None, resume: Resume | None
+              ) -> tuple[Pull, Resume | None]:
+        """The responses of `raw` (only those after `resume`, when `raw` begins with the
+        version of digest `digest` it was taken from) and where the next read resumes."""
         raise NotImplementedError
+
+
+@dataclass
+class _CsvSoFar:
+    """What the parse of a CSV export leaves for reading the lines appended to it."""
+
+    end: int = 0  # bytes parsed: the whole file, which ended a record
+    lines: int = 0  # physical lines in those bytes
+    delimiter: str = ","
+    header: list[str] = field(default_factory=list)
+    proofs: Proofs = NO_PROOF  # of the Timestamp column
+    latest: str | None = None  # its latest time read (ISO): a later one is a new stamp
+    answered: list[int] = field(default_factory=list)  # columns with an answer
+    broken: list[str] = field(default_factory=list)  # the first broken lines, why
+    broken_count: int = 0
+
+
+class _CsvLayout:
+    """Where a CSV export's columns are, from its header."""
+
+    def __init__(self, delimiter: str, fields: list[str]) -> None:
+        keys = [_key(f) for f in fields]
+        meta = {k: keys.index(k) for k in map(_key, GoogleFormsCsvSource.META) if k in keys}
+        self.delimiter, self.fields, self.width = delimiter, fields, len(fields)
+        self.at, self.email_at = meta["timestamp"], meta.get("emailaddress")
+        self.columns = [(i, n) for i, n in enumerate(_column_names(fields))
+                        if i not in meta.values()]
 
 
 class GoogleFormsCsvSource(_ExportFile):
@@ -288,7 +359,13 @@ class GoogleFormsCsvSource(_ExportFile):
     def __init__(self, name: str, path: Path, tz: ZoneInfo, dayfirst: bool = True) -> None:
         self.name, self.path, self.tz, self.dayfirst = name, Path(path), tz, dayfirst
 
-    def _read(self, raw: bytes) -> Pull:
+    def _read(self, raw: bytes, digest: str | None, resume: Resume | None
+              ) -> tuple[Pull, Resume | None]:
+        # csv's default cap (128 KiB a cell) would stop the file on one long answer.
+        csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+        if resume is not None and (appended := self._appended(raw, digest, _CsvSoFar(
+                **{**resume, "proofs": tuple(resume["proofs"])}))) is not None:
+            return appended
         text, encoding = _decode(raw)
         warnings: list[str] = []
         if encoding:
@@ -300,58 +377,97 @@ class GoogleFormsCsvSource(_ExportFile):
         text = text.removeprefix("\ufeff")
         if not text.strip():
             return Pull(responses=[], questions={},
-                        warnings=[*warnings, f"{self.path.name} is empty: no responses"])
-        # csv's default cap (128 KiB a cell) would stop the file on one long answer.
-        csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+                        warnings=[*warnings, f"{self.path.name} is empty: no responses"]), None
         lines = io.StringIO(text, newline="").readlines()
         delimiter, header = self._header(raw, lines)
-        if delimiter != ",":
-            warnings.append(f"{self.path.name} is {DELIMITERS[delimiter]}-separated, not "
-                            "comma-separated as Google Forms writes it (re-saved by a "
-                            "spreadsheet?)")
+        layout = _CsvLayout(delimiter, header.fields)
+        body = list(_records(lines, delimiter, layout.width, self._whole(layout)))[1:]
+        pulled, so_far = self._body(layout, body, _CsvSoFar(), appended=False)
+        pulled.warnings[:0] = warnings
+        # Read on from the end only when it ends a record read whole, as UTF-8.
+        ends = raw.endswith((b"\n", b"\r")) and not encoding and (not body or (
+            body[-1].problem is None and len(body[-1].fields) == layout.width))
+        return pulled, asdict(replace(so_far, end=len(raw), lines=len(lines))) if ends else None
 
-        width = len(header.fields)
-        keys = [_key(f) for f in header.fields]
-        meta = {k: keys.index(k) for k in map(_key, self.META) if k in keys}
-        at, email_at = meta["timestamp"], meta.get("emailaddress")
-        names = _column_names(header.fields)
-        columns = [(i, n) for i, n in enumerate(names) if i not in meta.values()]
+    def _appended(self, raw: bytes, digest: str | None, prior: _CsvSoFar
+                  ) -> tuple[Pull, Resume | None] | None:
+        """The responses of the lines appended to the version read last, or None when
+        `raw` does not begin with it or the new lines must be read with the rest."""
+        end = prior.end
+        if (len(raw) <= end or _digest(memoryview(raw)[:end]) != digest
+                or raw[end - 1:end + 1] == b"\r\n"):  # one line ending, cut in two
+            return None
+        try:
+            text = raw[end:].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        lines = io.StringIO(text, newline="").readlines()
+        layout = _CsvLayout(prior.delimiter, prior.header)
+        body = list(_records(lines, layout.delimiter, layout.width, self._whole(layout),
+                             before=prior.lines))
+        read = self._body(layout, body, prior, appended=True)
+        if read is None:
+            return None
+        pulled, so_far = read
+        ends = raw.endswith((b"\n", b"\r")) and (not body or (
+            body[-1].problem is None and len(body[-1].fields) == layout.width))
+        return pulled, asdict(replace(so_far, end=len(raw), lines=prior.lines + len(lines))
+                              ) if ends else None
 
+    def _whole(self, layout: _CsvLayout) -> Callable[[list[str]], bool]:
         def whole(fields: list[str]) -> bool:
             """A response's line: as many cells as the header and a time where it belongs."""
-            return len(fields) == width and read_datetime(fields[at], self.tz).value is not None
+            return (len(fields) == layout.width
+                    and read_datetime(fields[layout.at], self.tz).value is not None)
+        return whole
 
-        body = list(_records(lines, delimiter, width, whole))[1:]
-
+    def _body(self, layout: _CsvLayout, body: list[_Record], prior: _CsvSoFar,
+              appended: bool) -> tuple[Pull, _CsvSoFar] | None:
+        """The responses of `body`, the records after those `prior` describes, and what
+        all of them leave for the next read. `appended`: None when the new records change
+        what the earlier ones read as."""
         def cell(record: _Record, i: int | None) -> str:
             return record.fields[i].strip() if i is not None and i < len(record.fields) else ""
 
-        stamps = [cell(r, at) for r in body]
-        times = read_column(stamps, self.tz, self.dayfirst)
+        stamps = [cell(r, layout.at) for r in body]
+        times = read_column(stamps, self.tz, self.dayfirst, prior.proofs)
+        latest = pd.Timestamp(prior.latest) if prior.latest else None
+        if appended and (
+                (times.order, times.contradiction) != decide_order(prior.proofs, self.dayfirst)
+                # A response's id counts the identical stamps above it: a new line's stamp
+                # must be one the earlier lines cannot hold, later than all they read.
+                or any(t.value is None or (latest is not None and t.value <= latest)
+                       for t in times.values)):
+            return None
+        warnings: list[str] = []
+        if layout.delimiter != ",":
+            warnings.append(f"{self.path.name} is {DELIMITERS[layout.delimiter]}-separated, "
+                            "not comma-separated as Google Forms writes it (re-saved by a "
+                            "spreadsheet?)")
         if times.contradiction:
             warnings.append(f"the Timestamp column has dates in both day orders "
                             f"({times.contradiction}); the ambiguous ones are marked unreadable")
 
         responses: list[RawResponse] = []
         seen: dict[str, int] = {}
-        answered: set[int] = set()
+        answered: set[int] = set(prior.answered)
         broken: list[str] = []
         for record, stamp, when in zip(body, stamps, times.values, strict=True):
-            email = cell(record, email_at) or None
+            email = cell(record, layout.email_at) or None
             rid = _response_id(stamp, email, seen)
             notes = _time_notes(when)
             why = (f"line {record.line} {record.problem}" if record.problem else
                    f"line {record.line} has {len(record.fields)} fields where the header "
-                   f"has {width}" if len(record.fields) != width else None)
+                   f"has {layout.width}" if len(record.fields) != layout.width else None)
             answers: dict[str, Answer] = {}
             if why:
                 broken.append(why)
             else:
-                for i, name in columns:
+                for i, name in layout.columns:
                     if value := record.fields[i].strip():
                         answers[name] = value
                         answered.add(i)
-                if '"' in record.raw and _misquoted(record.raw, delimiter):
+                if '"' in record.raw and _misquoted(record.raw, layout.delimiter):
                     notes += (f"note: Row: line {record.line} has a quote mark out of place; "
                               "its cells were read as well as they could be: check them "
                               "against the export",)
@@ -360,12 +476,21 @@ class GoogleFormsCsvSource(_ExportFile):
                 respondent_email=email,
                 unreadable_timestamp=None if when.value is not None else stamp, notes=notes,
                 quarantined=why, raw_text=record.raw if why else None))
+            if when.value is not None and (latest is None or when.value > latest):
+                latest = when.value
+        broken_count = prior.broken_count + len(broken)
+        broken = (prior.broken + broken)[:10]
         warnings += _listed([f"{why}: kept as written, its report held until the export is "
                              "corrected" for why in broken],
-                            "more lines could not be read: their reports are held")
+                            "more lines could not be read: their reports are held",
+                            total=broken_count)
         # A column without a title is a question only when something was written in it.
-        questions = {n: n for i, n in columns if header.fields[i] != "" or i in answered}
-        return Pull(responses=responses, questions=questions, warnings=warnings)
+        questions = {n: n for i, n in layout.columns
+                     if layout.fields[i] != "" or i in answered}
+        so_far = _CsvSoFar(delimiter=layout.delimiter, header=layout.fields,
+                           proofs=times.proofs, latest=latest.isoformat() if latest else None,
+                           answered=sorted(answered), broken=broken, broken_count=broken_count)
+        return Pull(responses=responses, questions=questions, warnings=warnings), so_far
 
     def _header(self, raw: bytes, lines: list[str]) -> tuple[str, _Record]:
         """The delimiter whose split of the first line has a Timestamp column (the widest
@@ -394,6 +519,12 @@ class GoogleFormsCsvSource(_ExportFile):
 # -- Microsoft Forms workbook -----------------------------------------------------------------
 
 
+def _top(rows: Sequence[Sequence[object]]) -> int:
+    """The header's row: rows above the table are skipped, as pandas did, so it is the
+    first with text (the same whether calamine's cells or openpyxl's are given)."""
+    return next((i for i, r in enumerate(rows) if any(_cell_text(v) for v in r)), len(rows))
+
+
 class MicrosoftFormsXlsxSource(_ExportFile):
     """The Excel workbook of a Microsoft Form: ID, Start time, Completion time, Email, Name,
     optional Last modified time, then one column per question. Times are local (naive).
@@ -410,7 +541,8 @@ class MicrosoftFormsXlsxSource(_ExportFile):
         # Microsoft writes M/D/YYYY text in some locales; the values decide, this breaks ties
         self.dayfirst = dayfirst
 
-    def _rows(self, raw: bytes) -> list[Sequence[object]]:
+    def _table(self, raw: bytes) -> list[list[Any]]:
+        """The sheet's rows as calamine reads them (see `openpyxl_row`)."""
         # calamine, not openpyxl: the same rows (as openpyxl gives them) in a fraction of
         # the time, which a workbook of years of responses needs.
         try:
@@ -419,22 +551,56 @@ class MicrosoftFormsXlsxSource(_ExportFile):
                 raise SourceError(f"{self.name}: {self.path} has no sheet {self.sheet!r}")
             sheet = (book.get_sheet_by_name(self.sheet) if self.sheet
                      else book.get_sheet_by_index(0))
-            return [openpyxl_row(r) for r in sheet.to_python(skip_empty_area=False)]
+            return sheet.to_python(skip_empty_area=False)
         except SourceError:
             raise
         except Exception as exc:  # calamine raises several types for a damaged file
             raise SourceError(f"{self.name}: {self.path} is not a readable Excel workbook "
                               f"({type(exc).__name__})") from None
 
-    def _read(self, raw: bytes) -> Pull:
-        return self._parse(self._rows(raw), str(self.path))
+    def _read(self, raw: bytes, digest: str | None, resume: Resume | None
+              ) -> tuple[Pull, Resume | None]:
+        table = self._table(raw)
+        # The rows read last are recognised by a digest of their cells: a re-saved workbook
+        # differs in its bytes even where no cell does.
+        before = resume["rows"] if resume else len(table)
+        rows_digest = hashlib.sha256()
+        head = None
+        for i, row in enumerate(table):
+            if i == before:
+                head = rows_digest.hexdigest()
+            rows_digest.update(repr(row).encode())
+        if before == len(table):
+            head = rows_digest.hexdigest()
+        read = None
+        top = _top(table)
+        if resume and head == resume["digest"] and top < before:
+            read = self._part([*map(openpyxl_row, table[:top + 1]),
+                               *map(openpyxl_row, table[before:])], str(self.path), resume,
+                              earlier=table[top + 1:before])
+        if read is None:
+            read = self._part([openpyxl_row(r) for r in table], str(self.path))
+            assert read is not None  # a whole read always reads
+        pulled, found = read
+        return pulled, {**found, "rows": len(table), "digest": rows_digest.hexdigest()}
 
     def _parse(self, rows: list[Sequence[object]], where: str) -> Pull:
         """The responses in a sheet's rows (cells as openpyxl gives them); `where` names
         the workbook in messages."""
-        # Rows above the table are skipped, as pandas did: the header is the first with text.
-        top = next((i for i, r in enumerate(rows) if any(_cell_text(v) for v in r)), len(rows))
+        read = self._part(rows, where)
+        assert read is not None  # a whole read always reads
+        return read[0]
+
+    def _part(self, rows: list[Sequence[object]], where: str, prior: Resume | None = None,
+              earlier: Sequence[Sequence[object]] = ()) -> tuple[Pull, Resume] | None:
+        """`_parse`, and what it leaves for reading rows added later. With `prior` (what the
+        read of the rows `earlier` left), `rows` are the header's and the rows added since:
+        None when those must be read with the earlier ones (they repeat a response ID, are
+        wider, or change the time columns' day order)."""
+        top = _top(rows)
         width = max((len(r) for r in rows[top:]), default=0)
+        if prior is not None and width != prior["width"]:
+            return None
         header = list(rows[top]) + [None] * (width - len(rows[top])) if top < len(rows) else []
         names = _column_names(header)
         keys = [_key(n) for n in names]
@@ -451,15 +617,24 @@ class MicrosoftFormsXlsxSource(_ExportFile):
 
         data = [(rid, row) for row in rows[top + 1:]
                 if (rid := _cell_text(cell(row, "id"))) is not None]  # blank lines: skipped
-        warnings: list[str] = []
+        proofs = NO_PROOF if prior is None else tuple(prior["proofs"])
+        if prior is not None:
+            # An ID seen before makes `_separate` weigh the rows together.
+            ids = [rid for rid, _ in data]
+            if len(set(ids)) < len(ids) or any(_cell_text(cell(row, "id")) in ids
+                                               for row in earlier):
+                return None
+        warnings: list[str] = [] if prior is None else list(prior["warnings"])
         # One exporter wrote all the time columns: their text cells decide one day order.
         stamps = {key: [cell(r, key) for _, r in data]
                   for key in ("lastmodifiedtime", "completiontime", "starttime")}
-        order, contradiction = day_order(
-            [t for cells in stamps.values() for v in cells
-             if not isinstance(v, date | time) and (t := _cell_text(v)) is not None],
-            self.dayfirst)
-        if contradiction:
+        found = order_proofs([t for cells in stamps.values() for v in cells
+                              if not isinstance(v, date | time)
+                              and (t := _cell_text(v)) is not None], proofs)
+        order, contradiction = decide_order(found, self.dayfirst)
+        if prior is not None and (order, contradiction) != decide_order(proofs, self.dayfirst):
+            return None
+        if contradiction and prior is None:
             warnings.append(f"the time columns have dates in both day orders "
                             f"({contradiction}); the ambiguous ones are marked unreadable")
 
@@ -474,7 +649,7 @@ class MicrosoftFormsXlsxSource(_ExportFile):
                                           [read.value for read, _ in submitted], warnings)
 
         responses: list[RawResponse] = []
-        answered: set[int] = set()
+        answered: set[int] = set(prior["answered"]) if prior else set()
         for k, (_, row) in enumerate(data):
             if k not in kept:
                 continue
@@ -494,7 +669,9 @@ class MicrosoftFormsXlsxSource(_ExportFile):
                 unreadable_timestamp=None if read.value is not None else shown,
                 notes=(*_time_notes(read), *extra.get(k, ()))))
         questions = {n: n for i, n in columns if header[i] is not None or i in answered}
-        return Pull(responses=responses, questions=questions, warnings=warnings)
+        return (Pull(responses=responses, questions=questions, warnings=warnings),
+                {"width": width, "proofs": list(found), "answered": sorted(answered),
+                 "warnings": warnings})
 
     def _time(self, value: object, order: Order, strict: bool) -> tuple[Read, str]:
         """A time cell read, with its text as shown. A date cell holds the local wall clock;

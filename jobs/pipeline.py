@@ -70,6 +70,7 @@ from transforms.tracker import (
     closed_days,
     family,
     manager_changes,
+    manager_updates,
     patterns_rows,
     plan_family,
     quality_rows,
@@ -509,7 +510,7 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
             manager[spec.title] = values
             r.events += manager_events(changes)
             r.summary.manager_changes += len(changes)
-            store.save_manager_values(spec.title, _changed(values, stored[spec.title]),
+            store.save_manager_values(spec.title, manager_updates(values, stored[spec.title]),
                                       r.now)
     return states, manager
 

@@ -323,6 +323,15 @@ def manager_changes(state: SheetState, known: dict[str, dict[str, str]],
     return merged, changes
 
 
+def manager_updates(values: Mapping[str, dict[str, str]],
+                    stored: Mapping[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """The manager values to store: those that differ from the stored ones, a row never
+    stored counting as blank. Most rows of a long tracker are never typed in: storing
+    their empty cells once the first run has written them would rewrite the whole store."""
+    return {k: v for k, v in values.items()
+            if (stored[k] != v if k in stored else any(v.values()))}
+
+
 def plan_sheet(state: SheetState, desired: pd.DataFrame, manager: dict[str, dict[str, str]],
                known: set[str] = frozenset(),  # type: ignore[assignment]
                ) -> tuple[SheetWrite, list[str], list[str]]:

@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import io
+import json
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from connectors.errors import SourceError
 from connectors.form_exports import (
@@ -573,10 +575,123 @@ def test_an_export_unchanged_since_its_watermark_is_not_read_again(tmp_path):
     for source in (GoogleFormsCsvSource("g", csv_path, TZ),
                    MicrosoftFormsXlsxSource("m", xlsx_path, TZ)):
         first = source.pull(None)
-        assert len(first.responses) == 1 and first.watermark.startswith("sha256:")
+        assert len(first.responses) == 1
         again = source.pull(first.watermark)
         assert again.unchanged and again.responses == [] and again.watermark == first.watermark
         marks[source.name] = first.watermark
+    # a watermark from before resume points (the digest alone) still says "unchanged"
+    old = json.loads(marks["g"])["digest"]
+    assert GoogleFormsCsvSource("g", csv_path, TZ).pull(old).unchanged
     csv_path.write_text(csv_path.read_text() + "2026/09/15 9:00:00 AM GMT+1,Another\n")
     changed = GoogleFormsCsvSource("g", csv_path, TZ).pull(marks["g"])
-    assert not changed.unchanged and len(changed.responses) == 2
+    assert not changed.unchanged and [r.answers for r in changed.responses] == [
+        {"What happened?": "Another"}]  # only the line added
+    # read whole from a digest alone, or a resume point damaged by hand
+    assert len(GoogleFormsCsvSource("g", csv_path, TZ).pull(old).responses) == 2
+    damaged = json.loads(marks["g"])
+    damaged["resume"].pop("header")
+    assert len(GoogleFormsCsvSource("g", csv_path, TZ).pull(json.dumps(damaged)).responses) == 2
+
+
+# -- read in parts: only what was appended, as a whole read gives it ---------------------------
+
+def in_parts(pull, write, rows: list, cuts: list[int]) -> None:
+    """The export grows through `cuts` (row counts) to `rows`; each read from the last
+    one's watermark must leave the store holding, for every response, what a whole read of
+    that version gives, and say what it says."""
+    watermark = None
+    held: dict[str, object] = {}
+    for n in [*cuts, len(rows)]:
+        write(rows[:n])
+        part = pull(watermark)
+        if part.unchanged:  # the same version again: what its read said still holds
+            continue
+        whole = pull(None)
+        watermark = part.watermark
+        by_id = {r.response_id: r for r in whole.responses}
+        assert all(by_id.get(r.response_id) == r for r in part.responses)
+        held |= {r.response_id: r for r in part.responses}
+        assert {k: held.get(k) for k in by_id} == by_id
+        assert (part.questions, part.warnings) == (whole.questions, whole.warnings)
+
+
+STAMPS = st.sampled_from([
+    "2026/09/14 9:41:12 AM GMT+1", "2026/09/14 9:41:13 AM GMT+1", "2026/10/25 1:30:00 AM",
+    "2026/10/25 1:30:00 AM GMT", "03/04/2026 10:00:00", "25/09/2026 10:00:00",
+    "09/13/2026 10:00:00", "garbled", "", "2026/11/02 23:59:59 PM GMT"])
+
+
+@st.composite
+def growing_csv(draw):
+    """Lines of a Google export, in time order as Google writes them, with repeated and
+    unreadable stamps, both day orders, hostile answers and broken lines."""
+    rows = []
+    minute = 0
+    for _ in range(draw(st.integers(1, 12))):
+        minute += draw(st.integers(0, 2))
+        stamp = draw(STAMPS | st.just(f"2026/11/20 {10 + minute // 60}:{minute % 60:02d}:00"
+                                      " AM GMT"))
+        email = draw(st.sampled_from(["", "a@x.org", "b@x.org"]))
+        cells = draw(st.lists(CELL, min_size=2, max_size=2))
+        broken = draw(st.sampled_from([None, None, None, "extra", "quote"]))
+        out = io.StringIO(newline="")
+        csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n").writerow(
+            [stamp, email, *cells, *(["x"] if broken == "extra" else [])])
+        line = out.getvalue()
+        rows.append(f'"{stamp}","{email}","unclosed\r\n' if broken == "quote" else line)
+    return rows
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=growing_csv(), data=st.data(), dayfirst=st.booleans())
+def test_a_growing_csv_read_in_parts_reads_as_a_whole_read(tmp_path, rows, data, dayfirst):
+    path = tmp_path / "grow.csv"
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=2)))
+    header = google_text([])
+    source = GoogleFormsCsvSource("g", path, TZ, dayfirst)
+    in_parts(source.pull, lambda part: path.write_bytes(
+        (header + "".join(part)).encode("utf-8")), rows, cuts)
+
+
+MS_TIMES = st.sampled_from([
+    datetime(2026, 9, 14, 9, 0), datetime(2026, 10, 25, 1, 30), "03/04/2026 10:00",
+    "25/09/2026 10:00", "09/13/2026 10:00", "garbled", None])
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(1, 12), MS_TIMES, MS_TIMES, MS_TIMES, CELL),
+                     min_size=1, max_size=10),
+       data=st.data(), dayfirst=st.booleans())
+def test_a_growing_workbook_read_in_parts_reads_as_a_whole_read(tmp_path, rows, data,
+                                                                 dayfirst):
+    """Repeated IDs (merged exports, edits), both day orders, hostile answers."""
+    path = tmp_path / "grow.xlsx"
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=2)))
+    source = MicrosoftFormsXlsxSource("m", path, TZ, dayfirst=dayfirst)
+    in_parts(source.pull, lambda part: write_xlsx(path, MS_HEADER, [
+        [rid, start, done, "anonymous", None, edited, ILLEGAL_CHARACTERS_RE.sub("", text), None]
+        for rid, start, done, edited, text in part]), rows, cuts)
+
+
+def test_an_export_changed_above_its_new_lines_is_read_whole(tmp_path):
+    rows = [[f"2026/11/2{d} 9:00:00 AM GMT", "", f"report {d}", ""] for d in range(4)]
+    path = write_bytes(tmp_path / "g.csv", google_text(rows[:3]).encode())
+    source = GoogleFormsCsvSource("g", path, TZ)
+    first = source.pull(None)
+    rows[0][2] = "report 0, edited"  # a response edited in the form: its line changes
+    write_bytes(path, google_text(rows).encode())
+    assert [r.answers["What happened?"] for r in source.pull(first.watermark).responses] == [
+        "report 0, edited", "report 1", "report 2", "report 3"]
+
+    book = [[i, datetime(2026, 9, 14, 9), datetime(2026, 9, 14, 9, i), "anonymous", None, None,
+             f"answer {i}", None] for i in (1, 2, 3)]
+    xlsx = write_xlsx(tmp_path / "m.xlsx", MS_HEADER, book[:2])
+    source = MicrosoftFormsXlsxSource("m", xlsx, TZ)
+    first = source.pull(None)
+    write_xlsx(xlsx, MS_HEADER, book)
+    assert [r.response_id for r in source.pull(first.watermark).responses] == ["3"]
+    book[0][6] = "answer 1, edited"
+    write_xlsx(xlsx, MS_HEADER, book)
+    assert [r.response_id for r in source.pull(first.watermark).responses] == ["1", "2", "3"]

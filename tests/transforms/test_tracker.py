@@ -19,6 +19,7 @@ from transforms.tracker import (
     cell_text,
     family,
     manager_changes,
+    manager_updates,
     plan_family,
     plan_sheet,
     read_sheet,
@@ -96,6 +97,20 @@ def test_manager_changes_are_detected_old_to_new():
     assert {(c.column, c.old, c.new) for c in changes} == {
         ("Triage status", "Triaged", "Closed"), ("Closed on", "", "2026-11-20")}
     assert merged["NM-000009"] == {"Triage status": "Closed"}  # deleted row keeps its values
+
+
+def test_blank_rows_never_stored_are_not_stored_and_a_cell_emptied_since_is():
+    sheet = [HEADER, row({"Report ID": "NM-000001"}), row({"Report ID": "NM-000002"}),
+             row({"Report ID": "NM-000003", "Triage status": "Triaged"})]
+    stored = {"NM-000002": {"Triage status": "Closed"}}
+    merged, changes = manager_changes(read_sheet(REPORTS, sheet), stored)
+    updates = manager_updates(merged, stored)
+    assert set(updates) == {"NM-000002", "NM-000003"}  # NM-000001 was and is blank
+    assert not any(updates["NM-000002"].values())
+    # stored as updated, the next read of the same sheet changes nothing
+    stored = {**stored, **updates}
+    merged, changes = manager_changes(read_sheet(REPORTS, sheet), stored)
+    assert manager_updates(merged, stored) == {} and changes == []
 
 
 def test_new_action_rows_get_ids():
