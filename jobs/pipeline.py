@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
 from connectors.store import OutboxItem, SourceMemory, Store
 from domain.ids import action_id, action_number, pattern_id, report_id
-from domain.records import AuditEvent, SheetWrite, merge_writes
+from domain.records import AuditEvent, Cell, SheetWrite, merge_writes
 from jobs import governance, progress
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
@@ -187,9 +188,14 @@ def run(config: Config, now: datetime | None = None,
             captured = list(r.summary.warnings)
             steady = unchanged(r, captured)
             if steady is None:
-                reports, held = normalise(r)
-                view = validate_and_triage(r, reports)
-                sheets, manager = read_tracker(r)
+                # The tracker is read while the reports are normalised and checked: the
+                # parse of a workbook (calamine) and the requests of a cloud tracker run
+                # outside the GIL. Nothing else does I/O meanwhile but the store.
+                with ThreadPoolExecutor(1, thread_name_prefix="tracker") as reading:
+                    tables = reading.submit(r.c.tracker.read, [*SHEETS, governance.SUMMARY])
+                    reports, held = normalise(r)
+                    view = validate_and_triage(r, reports)
+                    sheets, manager = read_tracker(r, tables)
                 view, actions, patterns = decide(r, view, manager)
                 # A pattern's alert is owed by the run that sees it open: the emails are
                 # queued in the transaction that records the decisions, or a stopped run
@@ -457,11 +463,11 @@ def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
 
 # -- 6. read the tracker ----------------------------------------------------------------------
 
-def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
-                                  dict[str, dict[str, dict[str, str]]]]:
-    """The sheets as they are now, archives included, and every manager value: new ones
-    are audited and stored. A manager value typed into an archived row counts as one typed
-    into the live sheet.
+def read_tracker(r: Run, tables: Future[dict[str, list[list[Cell]]]]
+                 ) -> tuple[dict[str, SheetState] | None, dict[str, dict[str, dict[str, str]]]]:
+    """The sheets as `tables` read them, archives included, and every manager value: new
+    ones are audited and stored. A manager value typed into an archived row counts as one
+    typed into the live sheet.
 
     If the tracker cannot be read the values last seen are used and nothing is written to
     it this run: writing blind could overwrite what managers typed.
@@ -470,12 +476,12 @@ def read_tracker(r: Run) -> tuple[dict[str, SheetState] | None,
     progress.step("reading the tracker")
     stored = {spec.title: store.manager_values(spec.title) for spec in SHEETS}
     try:
-        tables = r.c.tracker.read([*SHEETS, governance.SUMMARY])
+        read = tables.result()
     except NearmissError as exc:
         r.failed("tracker read", exc)
         return None, stored
-    r.summary_sheet = tables.get(governance.SUMMARY.title)
-    states = read_states(SHEETS, tables)
+    r.summary_sheet = read.get(governance.SUMMARY.title)
+    states = read_states(SHEETS, read)
     actions = states[ACTIONS.title]
     assigned: dict[str, int] = {}
     if actions.unkeyed:  # rows managers added: each gets the next action id
