@@ -28,7 +28,7 @@ import math
 import numbers
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 from xml.sax.saxutils import escape
@@ -562,10 +562,21 @@ def _filter_names(workbook: bytes, spans: dict[int, tuple[str, int, int]]) -> by
                   rb"localSheetId=\"(\d+)\"[^>]*>)([^<]*)(</definedName>)", grow, workbook)
 
 
-def patch_workbook(source: str | Path, writes: Sequence[SheetWrite]) -> dict[str, bytes]:
+def sheet_xml(source: str | Path, titles: Sequence[str]) -> dict[str, bytes]:
+    """The XML of each sheet titled in `titles` that the workbook at `source` has, by part
+    name: read with the values, it spares `patch_workbook` inflating it again."""
+    with zipfile.ZipFile(source) as book:
+        sheets = _sheet_parts(book)
+        return {sheets[t][0]: book.read(sheets[t][0]) for t in titles if t in sheets}
+
+
+def patch_workbook(source: str | Path, writes: Sequence[SheetWrite],
+                   xml: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
     """The parts of the workbook at `source` that `writes` change, as they become (empty
-    when no value differs). Raises Declined when openpyxl must write instead (a part this
-    writer cannot read too: openpyxl then says what is wrong with the file)."""
+    when no value differs). `xml`: sheet parts already read from that same file
+    (`sheet_xml`). Raises Declined when openpyxl must write instead (a part this writer
+    cannot read too: openpyxl then says what is wrong with the file)."""
+    xml = xml or {}
     try:
         with zipfile.ZipFile(source) as book:
             sheets = _sheet_parts(book)
@@ -581,7 +592,8 @@ def patch_workbook(source: str | Path, writes: Sequence[SheetWrite]) -> dict[str
                 if w.spec.title not in sheets:
                     raise Declined("a new sheet")
                 part, position = sheets[w.spec.title]
-                patched = patch_sheet(parts.get(part) or book.read(part), w, shared, styles)
+                patched = patch_sheet(parts.get(part) or xml.get(part) or book.read(part), w,
+                                      shared, styles)
                 if patched is not None:
                     parts[part], col, row = patched
                     spans[position] = (w.spec.title, col, row)

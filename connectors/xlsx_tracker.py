@@ -50,7 +50,7 @@ from connectors.calamine_rows import openpyxl_row
 from connectors.errors import TrackerError
 from connectors.files import remove_stale_temp_files
 from connectors.sheet_layout import date_value, layout, number_format, widened
-from connectors.xlsx_patch import Declined, patch_workbook, write_parts
+from connectors.xlsx_patch import Declined, patch_workbook, sheet_xml, write_parts
 from domain.records import Chart
 from domain.text import sheet_text
 
@@ -143,6 +143,7 @@ class XlsxTracker:
         # planned against that read: applied to a file changed since, they would land on
         # rows a manager has since sorted, and the save would undo the manager's edits.
         self._seen: Any = _UNREAD
+        self._xml: dict[str, bytes] = {}  # its sheets' XML, as read (`xlsx_patch.sheet_xml`)
 
     def _signature(self) -> tuple[int, int, int] | None:
         """What tells one version of the file from another (None: there is no file)."""
@@ -169,8 +170,9 @@ class XlsxTracker:
     def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
         """Every row (header first) of each spec's sheet that exists, and of the archive
         sheets of specs that have them (under their own titles), read with calamine."""
-        self._wb = None  # a workbook loaded before may be older than the file
+        self._wb, self._xml = None, {}  # a workbook loaded before may be older than the file
         out: dict[str, list[list[Cell]]] = {}
+        xml: dict[str, bytes] = {}
         try:
             seen = self._signature()
             if seen is not None:
@@ -184,11 +186,15 @@ class XlsxTracker:
                     rows = book.get_sheet_by_name(title).to_python(
                         skip_empty_area=False)  # rows and columns count from A1
                     out[title] = [openpyxl_row(r) for r in rows]
+                try:  # what a write then patches (it checks the file is still this one)
+                    xml = sheet_xml(self.path, titles)
+                except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+                    xml = {}  # the write reads and judges the file itself
         except PermissionError:
             raise TrackerError(f"no permission to open the tracker {self.path}") from None
         except (CalamineError, ValueError, OSError) as exc:
             raise self._not_readable(exc) from None
-        self._seen = seen
+        self._seen, self._xml = seen, xml if seen is not None else {}
         return out
 
     def _as_read(self) -> tuple[int, int, int] | None:
@@ -233,8 +239,9 @@ class XlsxTracker:
         if not writes:
             return
         if self._wb is None and self._as_read() is not None:
+            xml, self._xml = self._xml, {}  # valid for the file as read, and `_as_read` is it
             try:
-                parts = patch_workbook(self.path, writes)
+                parts = patch_workbook(self.path, writes, xml)
             except Declined as why:
                 log.debug("tracker written with openpyxl: %s", why)
             else:

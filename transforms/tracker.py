@@ -461,7 +461,16 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
     rows = zip(*columns, strict=True) if columns else [()] * len(desired)
     shown = {t: _minute_texts(desired[t]) for t in titles
              if desired[t].dtype.kind == "M" and getattr(desired[t].dtype, "tz", None) is None}
-    for i, (key, values) in enumerate(zip(desired.index, rows, strict=True)):
+    # A row whose cells all read as wanted, as given, is left in one comparison of its
+    # items: most rows of a long tracker are (`update` decides the others, cell by cell).
+    texts = zip(*[shown[t] if t in shown else _plain_texts(col)
+                  for t, col in zip(titles, columns, strict=True)], strict=True
+                ) if columns else [()] * len(desired)
+    live_values = live.values
+    for i, (key, values, as_text) in enumerate(zip(desired.index, rows, texts, strict=True)):
+        if key in live_values and targets.get(key) is None and len(copies[key]) == 1 and (
+                dict(zip(titles, as_text, strict=True)).items() <= live_values[key].items()):
+            continue
         wanted = dict(zip(titles, values, strict=True))
         year = targets.get(key)
         if year is None:
@@ -489,6 +498,13 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
         _flag_copies(state, plan_of, out)
     out.writes = [p.write for p in planned.values()]
     return out
+
+
+def _plain_texts(values: list[Cell]) -> list[Any]:
+    """Each value as the text a sheet holding it exactly gives back: text as it is, an
+    empty cell empty, other values their `stored_text` (text the sheet would change is
+    left to `_Planned.update`, which compares it as stored)."""
+    return [v if type(v) is str else "" if v is None else stored_text(v) for v in values]
 
 
 def _minute_texts(values: pd.Series) -> list[str | None]:
