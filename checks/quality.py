@@ -324,6 +324,13 @@ def _raised(result: Any) -> str | None:
     return None
 
 
+def import_great_expectations() -> None:
+    """Import great-expectations now (seconds of it), as a checks worker does at its start."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GX imports deprecated stdlib modules
+        import great_expectations  # noqa: F401
+
+
 def _validate(frame: pd.DataFrame, plan: list[_Check], rules: Rules,
               now: pd.Timestamp) -> dict[int, list[int]]:
     """Run the suite on the check frame; plan position -> failing row positions."""

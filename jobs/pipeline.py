@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -28,7 +30,8 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from checks.quality import check_reports
+from checks.quality import check_reports, import_great_expectations
+from config.rules import Rules
 from config.settings import Config, fields_of
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
@@ -191,10 +194,11 @@ def run(config: Config, now: datetime | None = None,
                 # The tracker is read while the reports are normalised and checked: the
                 # parse of a workbook (calamine) and the requests of a cloud tracker run
                 # outside the GIL. Nothing else does I/O meanwhile but the store.
-                with ThreadPoolExecutor(1, thread_name_prefix="tracker") as reading:
+                with ThreadPoolExecutor(1, thread_name_prefix="tracker") as reading, \
+                        checker(r) as check:
                     tables = reading.submit(r.c.tracker.read, [*SHEETS, governance.SUMMARY])
                     reports, held = normalise(r)
-                    view = validate_and_triage(r, reports)
+                    view = validate_and_triage(r, reports, check)
                     sheets, manager = read_tracker(r, tables)
                 view, actions, patterns = decide(r, view, manager)
                 # A pattern's alert is owed by the run that sees it open: the emails are
@@ -448,13 +452,44 @@ def _number(r: Run, responses: pd.DataFrame) -> pd.DataFrame:
 
 # -- 4, 5. validate and triage ---------------------------------------------------------------
 
-def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
+# From this many reports, a run with new responses checks them in a worker process that
+# imports great-expectations (2.5 s) on the other core while this one normalises them.
+CHECK_WORKER_FROM = 20_000
+Check = Callable[[pd.DataFrame, Rules, pd.Timestamp], pd.DataFrame]
+
+
+@contextmanager
+def checker(r: Run) -> Iterator[Check]:
+    """`check_reports`, in a worker process started now when the history is long and
+    something new came in (else in this process, where the import is once per process)."""
+    if not (r.summary.new_responses or r.summary.new_versions) or \
+            r.c.store.report_count() < CHECK_WORKER_FROM:
+        yield check_reports
+        return
+    worker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=import_great_expectations)
+
+    def check(reports: pd.DataFrame, rules: Rules, now: pd.Timestamp) -> pd.DataFrame:
+        try:
+            return worker.submit(check_reports, reports, rules, now).result()
+        except BrokenProcessPool:  # the worker could not start or died: check here
+            log.warning("the checks worker stopped: the reports are checked in this process")
+            return check_reports(reports, rules, now)
+
+    try:
+        yield check
+    finally:
+        worker.shutdown(cancel_futures=True)
+
+
+def validate_and_triage(r: Run, reports: pd.DataFrame, check: Check = check_reports
+                        ) -> pd.DataFrame:
     """Checks and triage of every report, or of those without results kept (new, changed,
     or with a time that was ahead when the kept results were computed)."""
     rules = r.config.rules
     todo = results.to_compute(reports, rules, r.kept, r.kept_at)
     progress.step(f"checking and triaging {len(todo):,} of {len(reports):,} reports")
-    view = results.attach(reports, check_reports(todo, rules, r.now), triage(todo, rules, r.tz),
+    view = results.attach(reports, check(todo, rules, r.now), triage(todo, rules, r.tz),
                           r.kept)
     r.recomputed = pd.Index(todo["report_id"])
     r.summary.incomplete = int((view["dq_status"] == "incomplete").sum())

@@ -47,11 +47,13 @@ def end_of_day(day: date, tz: ZoneInfo) -> pd.Timestamp:
 
 
 def _frame(values: dict[str, dict[str, str]], columns: list[str], key: str) -> pd.DataFrame:
-    frame = pd.DataFrame.from_dict(values, orient="index")
-    frame = frame.reindex(columns=columns).astype(object)
-    frame = frame.where(frame.notna(), "").astype(str)
-    frame.index.name = key
-    return frame
+    """The `columns` of manager values by row key, "" where a row has none. Built column
+    by column: `from_dict` of 100,000 rows took a third of a second."""
+    rows = list(values.values())
+    frame = pd.DataFrame({c: ["" if (v := row.get(c)) is None else v for row in rows]
+                          for c in columns}, index=pd.Index(list(values), name=key),
+                         dtype=object)
+    return frame.astype(str)
 
 
 def report_closure(manager: dict[str, dict[str, str]], report_ids: pd.Series,

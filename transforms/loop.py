@@ -361,14 +361,17 @@ def loop_status(view: pd.DataFrame, outbox: pd.DataFrame, tz: ZoneInfo) -> pd.Da
     kinds = sent.groupby("entity_id")["kind"].agg(set).to_dict()
     requested = sent[sent["kind"] == "missing_info"].groupby("entity_id")["sent_at"].max()
     undelivered = _undelivered(outbox)
+    ids = view["report_id"].tolist()  # plain lists: a long history has 100,000 reports
+    asked = {rid: local_time(pd.Timestamp(t), tz, "%Y-%m-%d")
+             for rid, t in requested.items() if isinstance(t, str)}
     return pd.DataFrame({
         "loop": [_loop_text(kinds.get(rid, set()), anon, undelivered.get(rid, ""))
-                 for rid, anon in zip(view["report_id"], view["anonymous"], strict=True)],
-        "info_requested": view["report_id"].map(requested).map(
-            lambda t: local_time(pd.Timestamp(t), tz, "%Y-%m-%d") if isinstance(t, str)
-            else ""),
+                 for rid, anon in zip(ids, view["anonymous"].tolist(), strict=True)],
+        "info_requested": pd.Series([asked.get(rid, "") for rid in ids], index=view.index,
+                                    dtype="str"),
         "contactable": view["reporter_email"].map(valid_address),
-        "undelivered": view["report_id"].map(lambda rid: undelivered.get(rid, "")),
+        "undelivered": pd.Series([undelivered.get(rid, "") for rid in ids], index=view.index,
+                                 dtype="str"),
     }, index=view.index)
 
 

@@ -291,8 +291,9 @@ def plan_links(mapped: pd.DataFrame, links: pd.DataFrame) -> LinkPlan:
 
     Links never change once made: a response keeps the report it was first given.
     """
-    known = set(zip(links["source"], links["response_id"], strict=True))
-    keys = zip(mapped["source"], mapped["response_id"], strict=True)
+    # plain lists: iterating pandas' string arrays of 100,000 links is slow
+    known = set(zip(links["source"].tolist(), links["response_id"].tolist(), strict=True))
+    keys = zip(mapped["source"].tolist(), mapped["response_id"].tolist(), strict=True)
     unlinked = mapped.loc[[k not in known for k in keys]]
     if "report_reference" in unlinked:
         refs = unlinked["report_reference"].map(normalise_reference)

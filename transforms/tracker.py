@@ -121,6 +121,9 @@ def cell_text(value: Cell) -> str:
         if len(text) == 16 and text.endswith(" 00:00") and _MIDNIGHT.fullmatch(text):
             return text[:10]
         return text
+    if type(value) is datetime and value.tzinfo is None and value.year >= 1000:
+        # the next most common (every time a reader gives): isoformat, a fraction of strftime
+        return value.isoformat(" ", "minutes")[:10 if value.time() == time() else 16]
     if value is None or value is pd.NaT or value is pd.NA:
         return ""
     if isinstance(value, np.bool_ | np.integer | np.floating):
@@ -133,8 +136,6 @@ def cell_text(value: Cell) -> str:
         if value.is_integer():
             return str(int(value))
     if isinstance(value, datetime):
-        if value.tzinfo is None and value.year >= 1000:  # isoformat: a fraction of strftime
-            return value.isoformat(" ", "minutes")[:10 if value.time() == time() else 16]
         return value.strftime("%Y-%m-%d") if value.time() == time() else value.strftime(
             "%Y-%m-%d %H:%M")
     if isinstance(value, date):

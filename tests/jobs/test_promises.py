@@ -191,7 +191,7 @@ def test_ctrl_c_during_a_run_exits_130_with_one_line_and_loses_nothing(
     and the run is recorded as crashed."""
     dep = deployed(tmp_path)
 
-    def interrupted(r, reports):
+    def interrupted(*args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "validate_and_triage", interrupted)

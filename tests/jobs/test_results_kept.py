@@ -4,6 +4,8 @@ recomputes every report does: same reports, decisions, audit, emails and tracker
 from __future__ import annotations
 
 import sqlite3
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from pprint import pformat
 from typing import Any
@@ -117,3 +119,42 @@ def test_kept_results_end_where_a_full_recompute_does(twins, monkeypatch):
         both(lambda d: d.add_google("2026-11-23 18:00"))
         said = run("2026-11-23 19:00")
         assert any(s.startswith("reading") and "responses into reports" in s for s in said)
+
+
+def test_checks_in_a_worker_process_end_where_checks_here_do(twins, monkeypatch, caplog):
+    """A long history checks new reports in a worker process, spawned as the run starts to
+    import great-expectations meanwhile; one that cannot start leaves them to this one."""
+    worker, here = twins
+    started: list[int] = []
+
+    class Spawned(ProcessPoolExecutor):  # the real pool, counted
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            started.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr("jobs.pipeline.ProcessPoolExecutor", Spawned)
+    for dep in twins:
+        dep.add_google("2026-11-20 10:00")
+        dep.add_microsoft("2026-11-21 09:00", category="Falls prevention")
+        dep.run("2026-11-23 09:00")
+
+    def run_both(now: str) -> None:
+        monkeypatch.setattr("jobs.pipeline.CHECK_WORKER_FROM", 0)
+        worker.run(now)
+        monkeypatch.setattr("jobs.pipeline.CHECK_WORKER_FROM", 10**9)
+        here.run(now)
+        assert _outcome(worker) == _outcome(here)
+
+    for dep in twins:
+        dep.add_google("2026-11-23 09:30", medication_name=None)
+        dep.add_microsoft("2026-11-23 09:40", potential_harm="N/A")
+    run_both("2026-11-23 10:00")
+    assert started == [1]
+
+    # The worker cannot start (its first step fails): the reports are checked here.
+    monkeypatch.setattr("jobs.pipeline.import_great_expectations", sys.exit)
+    for dep in twins:
+        dep.add_google("2026-11-23 10:30", description=None)
+    run_both("2026-11-23 11:00")
+    assert started == [1, 1]
+    assert "the checks worker stopped: the reports are checked in this process" in caplog.text
