@@ -13,9 +13,11 @@ Pure: records and DataFrames in, DataFrames and records out.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from config.rules import Rules
@@ -44,39 +46,68 @@ def part_of(report_id: str) -> str:
 
 
 def to_parts(view: pd.DataFrame, report_ids: Iterable[str] | None = None
-             ) -> dict[str, dict[str, list[Any]]]:
+             ) -> dict[str, dict[str, Any]]:
     """The parts holding `report_ids` (every part when None), each as column -> values,
-    JSON-ready (times as ISO text, missing as None)."""
+    JSON-ready (times as ISO text, missing as None, repeated text coded: `_coded`)."""
     keys = view["report_id"].map(part_of)
     wanted = None if report_ids is None else {part_of(i) for i in report_ids}
     return {key: _columns(rows) for key, rows in view.groupby(keys, sort=True)
             if wanted is None or key in wanted}
 
 
-def _columns(frame: pd.DataFrame) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
+def _columns(frame: pd.DataFrame) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for col in frame.columns:
         values = frame[col]
         if isinstance(values.dtype, pd.DatetimeTZDtype):
             out[col] = [None if pd.isna(t) else t.isoformat() for t in values]
         else:
-            out[col] = [None if _missing(v) else v for v in values.tolist()]
+            out[col] = _coded([None if _missing(v) else v for v in values.tolist()])
     return out
+
+
+def _coded(values: list[Any]) -> list[Any] | dict[str, list[Any]]:
+    """A column of text that repeats (a category, a service, a status) as codes into its
+    distinct values: a fraction of the text to store, and of the time to read it back."""
+    if not {type(v) for v in values} <= {str, type(None)}:
+        return values  # lists, numbers, flags: as they are (True and 1 would merge)
+    distinct = dict.fromkeys(values)
+    if len(distinct) * 2 > len(values):
+        return values
+    code = {v: i for i, v in enumerate(distinct)}
+    # the codes as one base64 text of fixed-width integers: JSON decodes a list of numbers
+    # hardly faster than the text it replaces, and one string at once
+    codes = np.array([code[v] for v in values], dtype=_code_type(len(distinct)))
+    return {"values": list(distinct), "codes": base64.b64encode(codes.tobytes()).decode()}
+
+
+def _code_type(distinct: int) -> str:
+    return "<u2" if distinct <= 1 << 16 else "<u4"
+
+
+def _decoded(values: list[Any] | Mapping[str, Any]) -> np.ndarray:
+    """A column as `_coded` stored it, as an array of Python objects."""
+    if isinstance(values, Mapping):
+        codes = np.frombuffer(base64.b64decode(values["codes"]),
+                              dtype=_code_type(len(values["values"])))
+        return pd.Series(values["values"], dtype=object).to_numpy()[codes]
+    return pd.Series(values, dtype=object).to_numpy()
 
 
 def _missing(value: Any) -> bool:
     return value is None or (not isinstance(value, list | str | bool) and pd.isna(value))
 
 
-def from_parts(parts: Iterable[Mapping[str, list[Any]]], rules: Rules
+def from_parts(parts: Iterable[Mapping[str, Any]], rules: Rules
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(reports as `normalize.combine` gives them, the results of those that have them,
     indexed by report id, in the dtypes computed) from the parts `to_parts` gave."""
-    columns: dict[str, list[Any]] = {}
+    columns: dict[str, list[np.ndarray]] = {}
     for part in parts:
         for col, values in part.items():
-            columns.setdefault(col, []).extend(values)
-    frame = pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in columns.items()})
+            columns.setdefault(col, []).append(_decoded(values))
+    frame = pd.DataFrame({c: pd.Series(np.concatenate(v) if len(v) > 1 else v[0], dtype=object)
+                          for c, v in columns.items()})
     fields = list(rules.fields)
     reports = frame[[c for c in frame.columns if c not in DTYPES]].copy()
     for col in ("report_id", "source", "response_id"):

@@ -1,5 +1,7 @@
+import json
+
 import pandas as pd
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from checks.quality import OUTPUT_COLUMNS, check_reports
@@ -80,3 +82,16 @@ def test_unmapped_counts_add_up_per_question():
     b = pd.DataFrame([("g", "Q1", 1), ("g", "Q0", 4)], columns=a.columns)
     assert n.add_counts(a, b).values.tolist() == [["g", "Q0", 4], ["g", "Q1", 3], ["m", "Q", 1]]
     assert n.add_counts(a.iloc[:0], a.iloc[:0]).empty
+
+
+@given(st.lists(st.none() | st.sampled_from(["Oak House", "", "N/A", "\x00", "\u202e"])
+                | st.text(max_size=5), max_size=60)
+       | st.lists(st.none() | st.booleans() | st.integers() | st.lists(st.text(max_size=3)),
+                  max_size=10),
+       st.integers(0, 70_000))
+@example([], 70_000)  # codes wider than 16 bits
+def test_a_column_comes_back_from_its_stored_form_as_it_went_in(values, distinct):
+    # many distinct values need wider codes
+    values = values + [f"v{i}" for i in range(distinct)] * 2 if distinct > 65_000 else values
+    stored = json.loads(json.dumps(results._coded(values)))
+    assert results._decoded(stored).tolist() == values
