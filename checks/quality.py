@@ -324,11 +324,14 @@ def _raised(result: Any) -> str | None:
     return None
 
 
-def import_great_expectations() -> None:
-    """Import great-expectations now (seconds of it), as a checks worker does at its start."""
+def import_great_expectations() -> Any:
+    """great-expectations, imported (seconds, the first time): a checks worker does it as
+    it starts."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GX imports deprecated stdlib modules
-        import great_expectations  # noqa: F401
+        import great_expectations
+
+    return great_expectations
 
 
 def _validate(frame: pd.DataFrame, plan: list[_Check], rules: Rules,
@@ -338,9 +341,9 @@ def _validate(frame: pd.DataFrame, plan: list[_Check], rules: Rules,
     old_level = gx_logger.level
     gx_logger.setLevel(logging.ERROR)
     try:
+        gx = import_great_expectations()
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # GX imports deprecated stdlib modules
-            import great_expectations as gx
+            warnings.simplefilter("ignore")  # GX's own deprecations, as it validates
             from great_expectations.data_context.types.base import ProgressBarsConfig
 
             # GX sets this module's logger to INFO itself; its one line per run is noise.

@@ -304,7 +304,7 @@ class _ExportFile:
             return Pull(responses=[], watermark=watermark, unchanged=True)
         try:
             pulled, resume = self._read(raw, digest, resume)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if resume is None or isinstance(exc, SourceError):
                 raise
             pulled, resume = self._read(raw, None, None)  # a damaged resume point: whole
@@ -343,6 +343,16 @@ class _CsvLayout:
         self.at, self.email_at = meta["timestamp"], meta.get("emailaddress")
         self.columns = [(i, n) for i, n in enumerate(_column_names(fields))
                         if i not in meta.values()]
+
+
+def _resume_at(raw: bytes, body: list[_Record], layout: _CsvLayout, so_far: _CsvSoFar
+               ) -> Resume | None:
+    """Where the next read of an export (UTF-8) may resume: at its end, only when that
+    ends a record read whole (a line cut short, or a quote left open, may go on)."""
+    whole = not body or (body[-1].problem is None and len(body[-1].fields) == layout.width)
+    if not (whole and raw.endswith((b"\n", b"\r"))):
+        return None
+    return asdict(replace(so_far, end=len(raw)))
 
 
 class GoogleFormsCsvSource(_ExportFile):
@@ -384,10 +394,8 @@ class GoogleFormsCsvSource(_ExportFile):
         body = list(_records(lines, delimiter, layout.width, self._whole(layout)))[1:]
         pulled, so_far = self._body(layout, body, _CsvSoFar(), appended=False)
         pulled.warnings[:0] = warnings
-        # Read on from the end only when it ends a record read whole, as UTF-8.
-        ends = raw.endswith((b"\n", b"\r")) and not encoding and (not body or (
-            body[-1].problem is None and len(body[-1].fields) == layout.width))
-        return pulled, asdict(replace(so_far, end=len(raw), lines=len(lines))) if ends else None
+        return pulled, _resume_at(raw, body, layout, replace(so_far, lines=len(lines))
+                                  ) if not encoding else None
 
     def _appended(self, raw: bytes, digest: str | None, prior: _CsvSoFar
                   ) -> tuple[Pull, Resume | None] | None:
@@ -409,10 +417,8 @@ class GoogleFormsCsvSource(_ExportFile):
         if read is None:
             return None
         pulled, so_far = read
-        ends = raw.endswith((b"\n", b"\r")) and (not body or (
-            body[-1].problem is None and len(body[-1].fields) == layout.width))
-        return pulled, asdict(replace(so_far, end=len(raw), lines=prior.lines + len(lines))
-                              ) if ends else None
+        return pulled, _resume_at(raw, body, layout,
+                                  replace(so_far, lines=prior.lines + len(lines)))
 
     def _whole(self, layout: _CsvLayout) -> Callable[[list[str]], bool]:
         def whole(fields: list[str]) -> bool:
@@ -543,8 +549,8 @@ class MicrosoftFormsXlsxSource(_ExportFile):
 
     def _table(self, raw: bytes) -> list[list[Any]]:
         """The sheet's rows as calamine reads them (see `openpyxl_row`)."""
-        # calamine, not openpyxl: the same rows (as openpyxl gives them) in a fraction of
-        # the time, which a workbook of years of responses needs.
+        # calamine, not openpyxl: a fraction of the time, which a workbook of years of
+        # responses needs (its rows become openpyxl's values where they are parsed).
         try:
             book = CalamineWorkbook.from_filelike(io.BytesIO(raw))
             if self.sheet and self.sheet not in book.sheet_names:
@@ -563,14 +569,13 @@ class MicrosoftFormsXlsxSource(_ExportFile):
         table = self._table(raw)
         # The rows read last are recognised by a digest of their cells: a re-saved workbook
         # differs in its bytes even where no cell does.
-        before = resume["rows"] if resume else len(table)
-        rows_digest = hashlib.sha256()
-        head = None
+        before = resume["rows"] if resume else None
+        rows_digest, head = hashlib.sha256(), None
         for i, row in enumerate(table):
             if i == before:
                 head = rows_digest.hexdigest()
             rows_digest.update(repr(row).encode())
-        if before == len(table):
+        if before == len(table):  # no row added: the digest of them all
             head = rows_digest.hexdigest()
         read = None
         top = _top(table)

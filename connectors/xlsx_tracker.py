@@ -194,7 +194,7 @@ class XlsxTracker:
             raise TrackerError(f"no permission to open the tracker {self.path}") from None
         except (CalamineError, ValueError, OSError) as exc:
             raise self._not_readable(exc) from None
-        self._seen, self._xml = seen, xml if seen is not None else {}
+        self._seen, self._xml = seen, xml
         return out
 
     def _as_read(self) -> tuple[int, int, int] | None:

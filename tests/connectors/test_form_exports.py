@@ -588,9 +588,11 @@ def test_an_export_unchanged_since_its_watermark_is_not_read_again(tmp_path):
         {"What happened?": "Another"}]  # only the line added
     # read whole from a digest alone, or a resume point damaged by hand
     assert len(GoogleFormsCsvSource("g", csv_path, TZ).pull(old).responses) == 2
-    damaged = json.loads(marks["g"])
-    damaged["resume"].pop("header")
-    assert len(GoogleFormsCsvSource("g", csv_path, TZ).pull(json.dumps(damaged)).responses) == 2
+    for damage in ({"header": None}, {"header": [5, 6]}, {"proofs": 3}, {"end": "x"}):
+        damaged = json.loads(marks["g"])
+        damaged["resume"].update(damage)
+        assert len(GoogleFormsCsvSource("g", csv_path, TZ).pull(
+            json.dumps(damaged)).responses) == 2, damage
 
 
 # -- read in parts: only what was appended, as a whole read gives it ---------------------------
@@ -644,12 +646,16 @@ def growing_csv(draw):
 
 @settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=growing_csv(), data=st.data(), dayfirst=st.booleans())
-def test_a_growing_csv_read_in_parts_reads_as_a_whole_read(tmp_path, rows, data, dayfirst):
+@given(rows=growing_csv(), data=st.data(), dayfirst=st.booleans(),
+       tz=st.sampled_from([TZ, NEW_YORK]),
+       titles=st.sampled_from([HEADER[2:], ["¿Qué pasó?", "Service\tname "], ["", "Score"]]))
+def test_a_growing_csv_read_in_parts_reads_as_a_whole_read(tmp_path, rows, data, dayfirst,
+                                                           tz, titles):
+    """Other question titles (an untitled column, a Score column) and zones too."""
     path = tmp_path / "grow.csv"
     cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=2)))
-    header = google_text([])
-    source = GoogleFormsCsvSource("g", path, TZ, dayfirst)
+    header = google_text([], ["Timestamp", "Email Address", *titles])
+    source = GoogleFormsCsvSource("g", path, tz, dayfirst)
     in_parts(source.pull, lambda part: path.write_bytes(
         (header + "".join(part)).encode("utf-8")), rows, cuts)
 
@@ -663,13 +669,13 @@ MS_TIMES = st.sampled_from([
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(st.integers(1, 12), MS_TIMES, MS_TIMES, MS_TIMES, CELL),
                      min_size=1, max_size=10),
-       data=st.data(), dayfirst=st.booleans())
+       data=st.data(), dayfirst=st.booleans(), tz=st.sampled_from([TZ, NEW_YORK]))
 def test_a_growing_workbook_read_in_parts_reads_as_a_whole_read(tmp_path, rows, data,
-                                                                 dayfirst):
-    """Repeated IDs (merged exports, edits), both day orders, hostile answers."""
+                                                                 dayfirst, tz):
+    """Repeated IDs (merged exports, edits), both day orders, hostile answers, zones."""
     path = tmp_path / "grow.xlsx"
     cuts = sorted(data.draw(st.lists(st.integers(0, len(rows)), max_size=2)))
-    source = MicrosoftFormsXlsxSource("m", path, TZ, dayfirst=dayfirst)
+    source = MicrosoftFormsXlsxSource("m", path, tz, dayfirst=dayfirst)
     in_parts(source.pull, lambda part: write_xlsx(path, MS_HEADER, [
         [rid, start, done, "anonymous", None, edited, ILLEGAL_CHARACTERS_RE.sub("", text), None]
         for rid, start, done, edited, text in part]), rows, cuts)
