@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +69,9 @@ SCHEMA_VERSION = 2
 # A message refused this often (about two days of a growing delay) is left for a person.
 MAX_ATTEMPTS = 10
 RETRY_FIRST, RETRY_CAP = pd.Timedelta(minutes=15), pd.Timedelta(hours=12)
+# Up to this many rows are looked up by key (a run's few new reports among 100,000); more
+# are read whole, in one scan rather than a statement this long.
+FEW = 500
 
 # Text that is compared or sorted: byte order on PostgreSQL too (see the module docstring).
 Str = String().with_variant(String(collation="C"), "postgresql")
@@ -632,8 +635,11 @@ class Store:
         latest = select(
             raw_responses.c.source, raw_responses.c.response_id,
             func.max(raw_responses.c.version).label("version"),
-        ).where(raw_responses.c.source.in_(sources)).group_by(
-            raw_responses.c.source, raw_responses.c.response_id).subquery()
+        ).where(raw_responses.c.source.in_(sources))
+        if len(responses) <= FEW:
+            latest = latest.where(raw_responses.c.response_id.in_(
+                {r.response_id for r in responses}))
+        latest = latest.group_by(raw_responses.c.source, raw_responses.c.response_id).subquery()
         query = select(raw_responses.c.source, raw_responses.c.response_id,
                        raw_responses.c.version, raw_responses.c.content_hash,
                        raw_responses.c.submitted_at).join(latest, and_(
@@ -785,14 +791,18 @@ class Store:
             return [row[0] for row in conn.execute(select(reports.c.data).order_by(
                 reports.c.report_id)).all()]
 
-    def report_hashes(self) -> dict[str, str]:
+    def report_hashes(self, report_ids: Collection[str] | None = None) -> dict[str, str]:
+        """Each stored report's content hash; of `report_ids` only, when that is a few."""
+        query = select(reports.c.report_id, reports.c.data_hash)
+        if report_ids is not None and len(report_ids) <= FEW:
+            query = query.where(reports.c.report_id.in_(report_ids))
         with self._read() as conn:
-            return dict(conn.execute(select(reports.c.report_id, reports.c.data_hash)).all())
+            return dict(conn.execute(query).all())
 
     def save_reports(self, records: Sequence[dict[str, Any]], now: datetime) -> int:
         """Upsert current reports (JSON-ready dicts with report_id and version); only those
         whose content changed are written. Returns how many were."""
-        known = self.report_hashes()
+        known = self.report_hashes([r["report_id"] for r in records])
         rows = []
         for r in records:
             digest = content_hash(r)
@@ -944,7 +954,7 @@ class Store:
                 existing: set[str] = set()
             else:
                 query = select(entity_state.c.entity_id).where(entity_state.c.kind == kind)
-                if len(items) <= 500:  # a few states among 100,000 of a kind: those alone
+                if len(items) <= FEW:
                     query = query.where(entity_state.c.entity_id.in_(list(items)))
                 existing = set(conn.execute(query).scalars())
             fresh = [{"kind": kind, "entity_id": k, "data": v, "updated_at": iso(now)}

@@ -7,6 +7,7 @@ Every failure a user can cause or fix ends in one line on stderr and a non-zero 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import shutil
@@ -194,6 +195,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A run over a long history makes millions of small objects (cells, rows, records) and
+    # hardly a cycle among them: at Python's default threshold (700) the collector runs
+    # every few hundred of them and again and again walks those that live. Measured: about
+    # a second of a 15-second run over 100,000 reports.
+    gc.set_threshold(100_000, 20, 100)
     args = _parser().parse_args(argv)
     # Timestamped: a scheduled job's log is appended to one file, run after run.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -30,9 +30,10 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from checks.quality import check_reports, import_great_expectations
+from checks.quality import check_reports, warm_up
 from config.rules import Rules
 from config.settings import Config, fields_of
+from connectors.base import Tracker
 from connectors.errors import MailError, NearmissError
 from connectors.mail import build_message
 from connectors.store import OutboxItem, SourceMemory, Store
@@ -154,6 +155,7 @@ class Run:
     recomputed: pd.Index | None = None
     columns: list[str] = field(default_factory=list)
     memory: dict[str, Any] = field(default_factory=dict)
+    check: Checker = field(default_factory=lambda: Checker())
 
     @property
     def tz(self) -> ZoneInfo:
@@ -194,11 +196,10 @@ def run(config: Config, now: datetime | None = None,
                 # The tracker is read while the reports are normalised and checked: the
                 # parse of a workbook (calamine) and the requests of a cloud tracker run
                 # outside the GIL. Nothing else does I/O meanwhile but the store.
-                with ThreadPoolExecutor(1, thread_name_prefix="tracker") as reading, \
-                        checker(r) as check:
-                    tables = reading.submit(r.c.tracker.read, [*SHEETS, governance.SUMMARY])
+                with ThreadPoolExecutor(1, thread_name_prefix="tracker") as reading:
+                    tables = reading.submit(read_sheets, r.c.tracker)
                     reports, held = normalise(r)
-                    view = validate_and_triage(r, reports, check)
+                    view = validate_and_triage(r, reports)
                     sheets, manager = read_tracker(r, tables)
                 view, actions, patterns = decide(r, view, manager)
                 # A pattern's alert is owed by the run that sees it open: the emails are
@@ -224,6 +225,8 @@ def run(config: Config, now: datetime | None = None,
             except NearmissError as exc:  # a StoreError: the store itself failed, and the
                 log.debug("could not record the crash: %s", exc)  # first error says why
             raise
+        finally:
+            r.check.close()
         s = r.summary
         r.events.append(AuditEvent("run", str(s.run_id), "run finished", s.line(),
                                    {"failures": s.failures} if s.failures else None))
@@ -271,6 +274,8 @@ def capture(r: Run) -> None:
                 pulled.watermark, today, pulled.warnings, questions, retired), r.now)
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions
+        if (added.new or added.versions) and store.report_count() >= CHECK_WORKER_FROM:
+            r.check.start(r.config.rules, r.now)  # checks coming over a long history
         r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
         # said in this run's output too, once: the audit log keeps it
         r.summary.warnings += [f"{e.entity_id}: {e.event} {e.reason}" for e in changed]
@@ -452,44 +457,50 @@ def _number(r: Run, responses: pd.DataFrame) -> pd.DataFrame:
 
 # -- 4, 5. validate and triage ---------------------------------------------------------------
 
-# From this many reports, a run with new responses checks them in a worker process that
-# imports great-expectations (2.5 s) on the other core while this one normalises them.
+# From this many reports, a run with new responses checks them in a worker process,
+# started as the first of them is stored: it imports great-expectations (2.5 s) on the other
+# core while this one captures and normalises.
 CHECK_WORKER_FROM = 20_000
-Check = Callable[[pd.DataFrame, Rules, pd.Timestamp], pd.DataFrame]
 
 
-@contextmanager
-def checker(r: Run) -> Iterator[Check]:
-    """`check_reports`, in a worker process started now when the history is long and
-    something new came in (else in this process, where the import is once per process)."""
-    if not (r.summary.new_responses or r.summary.new_versions) or \
-            r.c.store.report_count() < CHECK_WORKER_FROM:
-        yield check_reports
-        return
-    worker = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=import_great_expectations)
+class Checker:
+    """`check_reports`: here, or in a worker process once `start` was called."""
 
-    def check(reports: pd.DataFrame, rules: Rules, now: pd.Timestamp) -> pd.DataFrame:
-        try:
-            return worker.submit(check_reports, reports, rules, now).result()
-        except BrokenProcessPool:  # the worker could not start or died: check here
-            log.warning("the checks worker stopped: the reports are checked in this process")
-            return check_reports(reports, rules, now)
+    def __init__(self) -> None:
+        self.worker: ProcessPoolExecutor | None = None
 
-    try:
-        yield check
-    finally:
-        worker.shutdown(cancel_futures=True)
+    def start(self, rules: Rules, now: pd.Timestamp) -> None:
+        """Spawn the worker now: it imports great-expectations and warms it up while this
+        process goes on."""
+        if self.worker is None:
+            self.worker = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=warm_up,
+                initargs=(rules, now))
+            self.worker.submit(int)  # a pool starts its process with the first task
+
+    def __call__(self, reports: pd.DataFrame, rules: Rules, now: pd.Timestamp
+                 ) -> pd.DataFrame:
+        if self.worker is not None:
+            try:
+                return self.worker.submit(check_reports, reports, rules, now).result()
+            except BrokenProcessPool:  # the worker could not start or died: check here
+                log.warning("the checks worker stopped: the reports are checked in this "
+                            "process")
+        return check_reports(reports, rules, now)
+
+    def close(self) -> None:
+        # not waited for: the worker's exit (a second) overlaps the rest of the run
+        if self.worker is not None:
+            self.worker.shutdown(wait=False, cancel_futures=True)
 
 
-def validate_and_triage(r: Run, reports: pd.DataFrame, check: Check = check_reports
-                        ) -> pd.DataFrame:
+def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
     """Checks and triage of every report, or of those without results kept (new, changed,
     or with a time that was ahead when the kept results were computed)."""
     rules = r.config.rules
     todo = results.to_compute(reports, rules, r.kept, r.kept_at)
     progress.step(f"checking and triaging {len(todo):,} of {len(reports):,} reports")
-    view = results.attach(reports, check(todo, rules, r.now), triage(todo, rules, r.tz),
+    view = results.attach(reports, r.check(todo, rules, r.now), triage(todo, rules, r.tz),
                           r.kept)
     r.recomputed = pd.Index(todo["report_id"])
     r.summary.incomplete = int((view["dq_status"] == "incomplete").sum())
@@ -498,10 +509,16 @@ def validate_and_triage(r: Run, reports: pd.DataFrame, check: Check = check_repo
 
 # -- 6. read the tracker ----------------------------------------------------------------------
 
-def read_tracker(r: Run, tables: Future[dict[str, list[list[Cell]]]]
+def read_sheets(tracker: Tracker) -> tuple[dict[str, SheetState], list[list[Cell]] | None]:
+    """Every sheet of the tracker (archives included) as read, and its Summary sheet."""
+    read = tracker.read([*SHEETS, governance.SUMMARY])
+    return read_states(SHEETS, read), read.get(governance.SUMMARY.title)
+
+
+def read_tracker(r: Run, tables: Future[tuple[dict[str, SheetState], list[list[Cell]] | None]]
                  ) -> tuple[dict[str, SheetState] | None, dict[str, dict[str, dict[str, str]]]]:
-    """The sheets as `tables` read them, archives included, and every manager value: new
-    ones are audited and stored. A manager value typed into an archived row counts as one
+    """The sheets as `read_sheets` read them, and every manager value: new ones are audited
+    and stored. A manager value typed into an archived row counts as one
     typed into the live sheet.
 
     If the tracker cannot be read the values last seen are used and nothing is written to
@@ -511,12 +528,10 @@ def read_tracker(r: Run, tables: Future[dict[str, list[list[Cell]]]]
     progress.step("reading the tracker")
     stored = {spec.title: store.manager_values(spec.title) for spec in SHEETS}
     try:
-        read = tables.result()
+        states, r.summary_sheet = tables.result()
     except NearmissError as exc:
         r.failed("tracker read", exc)
         return None, stored
-    r.summary_sheet = read.get(governance.SUMMARY.title)
-    states = read_states(SHEETS, read)
     actions = states[ACTIONS.title]
     assigned: dict[str, int] = {}
     if actions.unkeyed:  # rows managers added: each gets the next action id

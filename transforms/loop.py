@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 
 from config.rules import Rules
@@ -147,23 +148,37 @@ def owed_messages(
     def role_addresses(names: list[str]) -> list[str]:
         return [a for n in names for a in roles.get(n, [])]
 
+    def wanted(row: Any) -> list[str]:
+        return list(row.get("missing") or []) + list(row.get("invalid") or [])
+
+    # Rows are looked at whole (a Series each, which is slow) only where a key may be owed:
+    # over a long history, nearly every message was queued by an earlier run.
     released_mask = reports["report_id"].isin(set(released))
     mailable = reports[(recent | released_mask) & reports["reporter_email"].map(valid_address)]
+    mailable = mailable[[
+        (is_recent and f"ack:{rid}" not in queued) or (
+            bool(asked := wanted({"missing": missing, "invalid": invalid}))
+            and f"missing:{rid}:{_digest(asked)}" not in queued)
+        for rid, is_recent, missing, invalid in zip(
+            mailable["report_id"], recent[mailable.index], _column(mailable, "missing"),
+            _column(mailable, "invalid"), strict=True)]]
     for (_, row), is_recent in zip(mailable.iterrows(), recent[mailable.index], strict=True):
         rid = row["report_id"]
         if is_recent:
             add(f"ack:{rid}", "acknowledgement", rid, [row["reporter_email"]],
                 lambda row=row: {"report": report_context(row, rules, tz)})
-        wanted = list(row.get("missing") or []) + list(row.get("invalid") or [])
-        if wanted:
-            add(f"missing:{rid}:{_digest(wanted)}", "missing_info", rid, [row["reporter_email"]],
-                lambda row=row, wanted=wanted: {
+        if asked := wanted(row):
+            add(f"missing:{rid}:{_digest(asked)}", "missing_info", rid,
+                [row["reporter_email"]], lambda row=row, asked=asked: {
                     "report": report_context(row, rules, tz),
-                    "missing": [rules.label(f) for f in wanted if rules.knows(f)],
+                    "missing": [rules.label(f) for f in asked if rules.knows(f)],
                     "reference_question": (reference_questions or {}).get(row.get("source")),
-                    "reply": reply}, tuple(wanted))
+                    "reply": reply}, tuple(asked))
 
-    for _, row in reports[recent].iterrows():
+    alerting = np.array([bool(roles) or bool(risk) for roles, risk in zip(
+        _column(reports, "alert_roles"), _column(reports, "notification_risk"), strict=True)],
+        dtype=bool)
+    for _, row in reports[recent & alerting].iterrows():
         rid = row["report_id"]
         if row.get("alert_roles"):
             add(f"alert:{rid}:{row['pathway']}", "alert_pathway", rid,
@@ -184,10 +199,13 @@ def owed_messages(
             return {"report": report_context(row, rules, tz), "outcome": row["outcome"],
                     "nfa_reason": row["nfa_reason"], "actions": linked}
 
-        for _, row in closed.iterrows():
-            day = row["closed_on"].isoformat() if row["closed_on"] else "closed"
-            add(f"outcome:{row['report_id']}:{day}", "outcome", row["report_id"],
-                [row["reporter_email"]], lambda row=row: outcome(row))
+        keys = [f"outcome:{rid}:{day.isoformat() if day else 'closed'}"
+                for rid, day in zip(closed["report_id"], closed["closed_on"], strict=True)]
+        owes = [key not in queued for key in keys]
+        for key, (_, row) in zip([k for k, o in zip(keys, owes, strict=True) if o],
+                                 closed[owes].iterrows(), strict=True):
+            add(key, "outcome", row["report_id"], [row["reporter_email"]],
+                lambda row=row: outcome(row))
 
     today = now.tz_convert(tz).date()
     if actions is not None and not actions.empty:
@@ -235,6 +253,11 @@ def owed_messages(
                     for o in _learning_brief(brief, reports, actions, patterns, rules, today,
                                              tz, queued))
     return owed
+
+
+def _column(frame: pd.DataFrame, name: str) -> list[Any]:
+    """A column's values as a list; Nones when the frame has no such column."""
+    return frame[name].tolist() if name in frame else [None] * len(frame)
 
 
 def _within(value: Any, tz: ZoneInfo) -> date:

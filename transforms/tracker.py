@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from itertools import zip_longest
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -202,16 +203,21 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
             others[i] = text
     state = SheetState(spec=spec, exists=True, columns=columns, width=len(header),
                        last_row=max(len(rows), 1), others=others)
-    key_col = columns.get(spec.key_column)
-    for r, row in enumerate(rows[1:], start=2):
-        # cell_text inlined for the plain text most cells hold: a read of 100,000 rows
-        # makes millions of these calls
-        values = {t: "" if (v := row[c - 1] if c - 1 < len(row) else None) is None else text
-                  if type(v) is str and (text := v.strip()) and not text.endswith(" 00:00")
-                  else cell_text(v) for t, c in columns.items()}
-        if not any(values.values()):
+    if not columns:
+        return state
+    body = rows[1:]
+    titles = list(columns)
+    # Column by column: a read of 100,000 rows holds millions of cells; each row's dict is
+    # then built in C.
+    cells = list(zip_longest(*body))  # by column; a short row (Sheets) padded with None
+    texts = zip(*(column_texts(cells[c - 1] if c <= len(cells) else (None,) * len(body))
+                  for c in columns.values()), strict=True)
+    key_at = titles.index(spec.key_column) if spec.key_column in columns else None
+    for r, (row, found) in enumerate(zip(body, texts, strict=True), start=2):
+        if not any(found):
             continue
-        key = values.get(spec.key_column, "") if key_col else ""
+        values = dict(zip(titles, found, strict=True))
+        key = found[key_at] if key_at is not None else ""
         if not key:
             state.unkeyed.append((r, values))
         elif key in state.rows:
@@ -224,6 +230,15 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
             if extras:
                 state.extras[key] = extras
     return state
+
+
+def column_texts(values: Sequence[Cell]) -> list[str]:
+    """`cell_text` of each value of one column, without a call for text and empty cells."""
+    texts = [v.strip() if type(v) is str else "" if v is None else cell_text(v)
+             for v in values]
+    if " 00:00\n" in "\n".join([*texts, ""]):  # a date at midnight, as Sheets shows it
+        texts = [cell_text(t) for t in texts]
+    return texts
 
 
 def read_states(specs: Sequence[SheetSpec], tables: Mapping[str, Sequence[Sequence[Cell]]],
