@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 # Pragmatic: one @, no spaces or control characters, a dot in the domain. Deliverability
@@ -13,4 +14,9 @@ _ADDRESS = re.compile(EMAIL_REGEX)
 
 
 def valid_address(value: Any) -> bool:
-    return isinstance(value, str) and bool(_ADDRESS.match(value.strip()))
+    return isinstance(value, str) and _valid(value)
+
+
+@lru_cache(maxsize=1 << 16)  # a run asks of every report's address several times
+def _valid(text: str) -> bool:
+    return bool(_ADDRESS.match(text.strip()))

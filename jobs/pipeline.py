@@ -189,35 +189,37 @@ def run(config: Config, now: datetime | None = None,
         r = Run(config, c, now_ts)
         r.summary.run_id = c.store.begin_run(now_ts)
         try:
-            capture(r)
-            captured = list(r.summary.warnings)
-            steady = unchanged(r, captured)
-            if steady is None:
-                # The tracker is read while the reports are normalised and checked: the
-                # parse of a workbook (calamine) and the requests of a cloud tracker run
-                # outside the GIL. Nothing else does I/O meanwhile but the store.
-                with ThreadPoolExecutor(1, thread_name_prefix="tracker") as reading:
-                    tables = reading.submit(read_sheets, r.c.tracker)
+            # The tracker is read in a thread while the reports are captured (when a manager
+            # saved it since the last run: this run computes) or else normalised and
+            # checked: the parse of a workbook (calamine) and the requests of a cloud
+            # tracker run outside the GIL.
+            with ThreadPoolExecutor(1, thread_name_prefix="tracker") as reading:
+                tables = reading.submit(read_sheets, c.tracker) if tracker_saved(r) else None
+                capture(r)
+                captured = list(r.summary.warnings)
+                steady = unchanged(r, captured)
+                if steady is None:
+                    tables = tables or reading.submit(read_sheets, c.tracker)
                     reports, held = normalise(r)
                     view = validate_and_triage(r, reports)
                     sheets, manager = read_tracker(r, tables)
-                view, actions, patterns = decide(r, view, manager)
-                # A pattern's alert is owed by the run that sees it open: the emails are
-                # queued in the transaction that records the decisions, or a stopped run
-                # loses them.
-                with r.saving():
-                    audit_decisions(r, view, held, patterns)
-                    queue_emails(r, view, actions, patterns, held)
-                frames = governance.Frames(view, patterns, actions)
-                queue_governance(r, frames)
-                send_emails(r)
-                if sheets is not None:
-                    write_tracker(r, sheets, manager, view, held, actions, patterns, frames)
-                until = min(next_change([view, held], r.now, r.tz),
-                            next_slot(r.now, r.tz, *governance.schedule(r.config)))
-                steady = {"inputs": inputs(r, captured), "at": r.now.isoformat(),
-                          "until": until.isoformat(),
-                          "summary": {k: getattr(r.summary, k) for k in RESTORED}}
+                    view, actions, patterns = decide(r, view, manager)
+                    # A pattern's alert is owed by the run that sees it open: the emails are
+                    # queued in the transaction that records the decisions, or a stopped run
+                    # loses them.
+                    with r.saving():
+                        audit_decisions(r, view, held, patterns)
+                        queue_emails(r, view, actions, patterns, held)
+                    frames = governance.Frames(view, patterns, actions)
+                    queue_governance(r, frames)
+                    send_emails(r)
+                    if sheets is not None:
+                        write_tracker(r, sheets, manager, view, held, actions, patterns, frames)
+                    until = min(next_change([view, held], r.now, r.tz),
+                                next_slot(r.now, r.tz, *governance.schedule(r.config)))
+                    steady = {"inputs": inputs(r, captured), "at": r.now.isoformat(),
+                              "until": until.isoformat(),
+                              "summary": {k: getattr(r.summary, k) for k in RESTORED}}
         except BaseException:
             try:
                 with r.saving() as store:
@@ -307,17 +309,29 @@ def code_version() -> str:
     return digest.hexdigest()
 
 
+def last_steady(store: Store) -> dict[str, Any] | None:
+    """What the last run said its results depend on, if it ended well: one that failed may
+    have stored decisions its tracker write never showed."""
+    last = store.previous_run()
+    return (last.get("summary") or {}).get("steady") if last and last["status"] == "ok" \
+        else None
+
+
+def tracker_saved(r: Run) -> bool:
+    """The tracker is not as the last run left it (a manager saved it): this run computes,
+    and may read it while the forms are read, when it shares no client with them."""
+    if not r.c.tracker_apart:
+        return False
+    steady = last_steady(r.c.store)
+    return not steady or steady["inputs"]["tracker"] != r.c.tracker.version()
+
+
 def unchanged(r: Run, captured: list[str]) -> dict[str, Any] | None:
     """The results of the last run, when nothing they depend on has changed since and no
     time it noted has come (an email now due to be retried counts as a change): this run
-    then has nothing to compute, to queue or to write. None: the loop runs in full.
-
-    The last run must have ended well: one that failed may have stored decisions its
-    tracker write never showed."""
+    then has nothing to compute, to queue or to write. None: the loop runs in full."""
     store = r.c.store
-    last = store.previous_run()
-    steady = (last or {}).get("summary") or {}
-    steady = steady.get("steady") if last and last["status"] == "ok" else None
+    steady = last_steady(store)
     if not steady or not (pd.Timestamp(steady["at"]) <= r.now < pd.Timestamp(steady["until"])):
         return None
     now = inputs(r, captured)

@@ -58,6 +58,8 @@ class Connectors:
     transport: MailTransport
     renderer: Renderer
     tracker_location: str  # how emails point managers at the tracker
+    # the tracker shares no client with the sources: it may be read while they are
+    tracker_apart: bool = False
 
 
 def _google_forms_csv(src: GoogleFormsCsv, s: Settings, clients: Clients) -> FormSource:
@@ -182,7 +184,8 @@ def build(config: Config, google: Any = None, store: Store | None = None,
     # the store last: a config whose connectors cannot be built leaves it untouched
     return Connectors(store=store or Store.open(s.store), sources=sources, tracker=tracker,
                       transport=transport, renderer=Renderer(s.mail.templates),
-                      tracker_location=_tracker_location(s.tracker))
+                      tracker_location=_tracker_location(s.tracker),
+                      tracker_apart=isinstance(s.tracker, XlsxTracker))
 
 
 def _tracker_location(t: XlsxTracker | GoogleSheetsTracker | ExcelGraphTracker) -> str:

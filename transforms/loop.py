@@ -381,15 +381,25 @@ def loop_status(view: pd.DataFrame, outbox: pd.DataFrame, tz: ZoneInfo) -> pd.Da
     `info_requested` (the local day details were last asked for), `contactable` and
     `undelivered` (emails to the reporter that could not be delivered, and why)."""
     sent = outbox[outbox["sent_at"].notna()]
-    kinds = sent.groupby("entity_id")["kind"].agg(set).to_dict()
+    kinds: dict[str, frozenset[str]] = {}
+    for rid, kind in zip(sent["entity_id"].tolist(), sent["kind"].tolist(), strict=True):
+        kinds[rid] = kinds.get(rid, frozenset()) | {kind}
     requested = sent[sent["kind"] == "missing_info"].groupby("entity_id")["sent_at"].max()
     undelivered = _undelivered(outbox)
     ids = view["report_id"].tolist()  # plain lists: a long history has 100,000 reports
     asked = {rid: local_time(pd.Timestamp(t), tz, "%Y-%m-%d")
              for rid, t in requested.items() if isinstance(t, str)}
+    texts: dict[tuple[frozenset[str], bool, str], str] = {}  # a handful, over every report
+
+    def loop(rid: str, anonymous: bool) -> str:
+        key = (kinds.get(rid, frozenset()), anonymous, undelivered.get(rid, ""))
+        if key not in texts:
+            texts[key] = _loop_text(*key)
+        return texts[key]
+
     return pd.DataFrame({
-        "loop": [_loop_text(kinds.get(rid, set()), anon, undelivered.get(rid, ""))
-                 for rid, anon in zip(ids, view["anonymous"].tolist(), strict=True)],
+        "loop": [loop(rid, anon) for rid, anon in zip(ids, view["anonymous"].tolist(),
+                                                       strict=True)],
         "info_requested": pd.Series([asked.get(rid, "") for rid in ids], index=view.index,
                                     dtype="str"),
         "contactable": view["reporter_email"].map(valid_address),
@@ -408,7 +418,7 @@ def _undelivered(outbox: pd.DataFrame) -> dict[str, str]:
                                      strict=True)) for rid, rows in failed.groupby("entity_id")}
 
 
-def _loop_text(kinds: set[str], anonymous: bool, undelivered: str = "") -> str:
+def _loop_text(kinds: frozenset[str], anonymous: bool, undelivered: str = "") -> str:
     done = [label for kind, label in (("acknowledgement", "acknowledged"),
                                       ("missing_info", "details requested"),
                                       ("outcome", "outcome sent")) if kind in kinds]

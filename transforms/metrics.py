@@ -284,7 +284,8 @@ def period_metrics(reports: pd.DataFrame, patterns: pd.DataFrame, actions: pd.Da
     facts = _report_facts(reports, outbox, period, tz, rules, services)
 
     # Which services a pattern and an action belong to, through the reports they name.
-    service_of = dict(zip(facts["report_id"], facts["service"], strict=True))
+    service_of = dict(zip(_col(reports, "report_id"), _services_of(reports, services),
+                          strict=True))
     pattern_services = {
         pid: {service_of.get(m) for m in _as_list(members)} - {None}
         for pid, members in zip(_col(patterns, "pattern_id"), _col(patterns, "members"),
@@ -358,7 +359,11 @@ def _belongs(ids: Iterable[Any], services: dict[Any, set[str]], label: str | Non
 
 def _report_facts(reports: pd.DataFrame, outbox: pd.DataFrame, period: Period, tz: ZoneInfo,
                   rules: Rules, services: dict[str, str]) -> pd.DataFrame:
-    """One row per report: what each measure needs, computed once for every column."""
+    """One row per report a figure counts (submitted or closed in the period): what each
+    measure needs, computed once for every column."""
+    counted = period.contains(_col(reports, "submitted_at"), tz) | (
+        _flag(_col(reports, "closed")) & period.contains_days(_col(reports, "closed_on")))
+    reports = reports[counted.to_numpy()]
     submitted = _utc(_col(reports, "submitted_at"))
     submitted_day = _local_day(submitted, tz)
     completed = _utc(_col(reports, "completed_at"))
@@ -376,8 +381,8 @@ def _report_facts(reports: pd.DataFrame, outbox: pd.DataFrame, period: Period, t
     return pd.DataFrame({
         "report_id": ids,
         "in_period": period.contains(submitted, tz),
-        "service": pd.Series([services.get(_text(v)) for v in _col(reports, "service")],
-                             index=reports.index, dtype=object),
+        "service": pd.Series(_services_of(reports, services), index=reports.index,
+                             dtype=object),
         "category": _labelled(_col(reports, "category"), _choices(rules, "category")),
         "shift": _labelled(_col(reports, "shift"), _choices(rules, "shift")),
         "week_start": submitted_day - pd.to_timedelta(submitted_day.dt.day_of_week, unit="D"),
@@ -394,6 +399,10 @@ def _report_facts(reports: pd.DataFrame, outbox: pd.DataFrame, period: Period, t
         "contactable": contactable,
         "outcome_sent": ids.isin(outcome_sent).astype(bool),
     }, index=reports.index)
+
+
+def _services_of(reports: pd.DataFrame, services: dict[str, str]) -> list[str | None]:
+    return [services.get(_text(v)) for v in _col(reports, "service")]
 
 
 def _report_figures(facts: pd.DataFrame) -> dict[str, float]:

@@ -234,8 +234,14 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
 
 def column_texts(values: Sequence[Cell]) -> list[str]:
     """`cell_text` of each value of one column, without a call for text and empty cells."""
-    texts = [v.strip() if type(v) is str else "" if v is None else cell_text(v)
-             for v in values]
+    kinds = set(map(type, values))
+    if kinds <= {str}:  # most columns: in C
+        texts = list(map(str.strip, values))
+    elif kinds <= {type(None)}:
+        return [""] * len(values)
+    else:
+        texts = [v.strip() if type(v) is str else "" if v is None else cell_text(v)
+                 for v in values]
     if " 00:00\n" in "\n".join([*texts, ""]):  # a date at midnight, as Sheets shows it
         texts = [cell_text(t) for t in texts]
     return texts
@@ -520,6 +526,8 @@ def _plain_texts(values: list[Cell]) -> list[Any]:
     """Each value as the text a sheet holding it exactly gives back: text as it is, an
     empty cell empty, other values their `stored_text` (text the sheet would change is
     left to `_Planned.update`, which compares it as stored)."""
+    if set(map(type, values)) <= {str}:  # most columns: as they are, without a loop
+        return values
     return [v if type(v) is str else "" if v is None else stored_text(v) for v in values]
 
 
