@@ -325,18 +325,13 @@ def _raised(result: Any) -> str | None:
 
 
 def import_great_expectations() -> Any:
-    """great-expectations, imported (seconds, the first time)."""
+    """great-expectations, imported (seconds, the first time): a checks worker does it as
+    it starts."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GX imports deprecated stdlib modules
         import great_expectations
 
     return great_expectations
-
-
-def warm_up(rules: Rules, now: pd.Timestamp) -> None:
-    """great-expectations imported and one report checked, as a checks worker starts: a
-    process's first validation costs nearly twice the next (GX fills its caches)."""
-    check_reports(pd.DataFrame({"report_id": ["warm-up"]}), rules, now)
 
 
 def _validate(frame: pd.DataFrame, plan: list[_Check], rules: Rules,

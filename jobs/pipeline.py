@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from checks.quality import check_reports, warm_up
+from checks.quality import check_reports, import_great_expectations
 from config.rules import Rules
 from config.settings import Config, fields_of
 from connectors.base import Tracker
@@ -277,7 +277,7 @@ def capture(r: Run) -> None:
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions
         if (added.new or added.versions) and store.report_count() >= CHECK_WORKER_FROM:
-            r.check.start(r.config.rules, r.now)  # checks coming over a long history
+            r.check.start()  # checks will run over a long history: warm up the worker
         r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
         # said in this run's output too, once: the audit log keeps it
         r.summary.warnings += [f"{e.entity_id}: {e.event} {e.reason}" for e in changed]
@@ -483,13 +483,12 @@ class Checker:
     def __init__(self) -> None:
         self.worker: ProcessPoolExecutor | None = None
 
-    def start(self, rules: Rules, now: pd.Timestamp) -> None:
-        """Spawn the worker now: it imports great-expectations and warms it up while this
-        process goes on."""
+    def start(self) -> None:
+        """Spawn the worker now: it imports great-expectations while this process goes on."""
         if self.worker is None:
             self.worker = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=warm_up,
-                initargs=(rules, now))
+                1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=import_great_expectations)
             self.worker.submit(int)  # a pool starts its process with the first task
 
     def __call__(self, reports: pd.DataFrame, rules: Rules, now: pd.Timestamp
@@ -500,12 +499,15 @@ class Checker:
             except BrokenProcessPool:  # the worker could not start or died: check here
                 log.warning("the checks worker stopped: the reports are checked in this "
                             "process")
+            finally:
+                self.close()  # one check a run
         return check_reports(reports, rules, now)
 
     def close(self) -> None:
         # not waited for: the worker's exit (a second) overlaps the rest of the run
         if self.worker is not None:
             self.worker.shutdown(wait=False, cancel_futures=True)
+            self.worker = None
 
 
 def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:

@@ -376,6 +376,8 @@ def updated(reports: pd.DataFrame, changed: pd.DataFrame) -> pd.DataFrame:
     rest = reports[~reports["report_id"].isin(changed["report_id"])]
     parts = [f for f in (rest, changed) if len(f)]  # concat warns of empty frames
     both = pd.concat(parts, ignore_index=True) if len(parts) == 2 else (parts or [rest])[0]
+    if both["report_id"].is_monotonic_increasing:  # new reports after the others: as is
+        return both.reset_index(drop=True)
     return both.sort_values("report_id", kind="stable").reset_index(drop=True)
 
 

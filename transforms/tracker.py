@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from itertools import zip_longest
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -326,14 +327,22 @@ def manager_changes(state: SheetState, known: dict[str, dict[str, str]],
     """
     merged = {k: dict(v) for k, v in known.items()}
     changes: list[ManagerChange] = []
-    found = {key: (values, state.extras.get(key, {})) for key, values in state.values.items()}
-    for archive in archives:
-        for key, values in archive.values.items():
-            found.setdefault(key, (values, archive.extras.get(key, {})))
     manager = state.spec.manager_columns
-    for key, (values, extras) in found.items():
-        before = known.get(key, {})
-        now = {c: values[c] for c in manager if c in values}
+    found: dict[str, tuple[dict[str, str], dict[str, Cell], list[str]]] = {}
+    for sheet in (state, *archives):
+        here = [c for c in manager if c in sheet.columns]  # a row's dict has every column
+        for key, values in sheet.values.items():
+            if key not in found:
+                found[key] = (values, sheet.extras.get(key, {}), here)
+    for key, (values, extras, here) in found.items():
+        now = {c: values[c] for c in here}
+        before = known.get(key)
+        if before is None and not extras:  # most rows of a long tracker: never typed in
+            merged[key] = now
+            changes += [ManagerChange(state.spec.title, key, col, "", new)
+                        for col, new in now.items() if new]
+            continue
+        before = before or {}
         for col, new in now.items():
             old = before.get(col, "")
             if new != old:
@@ -489,9 +498,13 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
                   for t, col in zip(titles, columns, strict=True)], strict=True
                 ) if columns else [()] * len(desired)
     live_values = live.values
+    # the live row's cells in the order of `titles`, in C: when the sheet has them all
+    pick = itemgetter(*titles) if len(titles) > 1 and set(titles) <= live.columns.keys() \
+        else None
     for i, (key, values, as_text) in enumerate(zip(desired.index, rows, texts, strict=True)):
         if key in live_values and targets.get(key) is None and len(copies[key]) == 1 and (
-                dict(zip(titles, as_text, strict=True)).items() <= live_values[key].items()):
+                pick(live_values[key]) == as_text if pick else dict(zip(
+                    titles, as_text, strict=True)).items() <= live_values[key].items()):
             continue
         wanted = dict(zip(titles, values, strict=True))
         year = targets.get(key)
@@ -616,14 +629,13 @@ def reports_rows(view: pd.DataFrame, rules: Rules, tz: ZoneInfo, now: pd.Timesta
         return view[name] if name in view else pd.Series(None, index=view.index, dtype=object)
 
     def labelled(field: str) -> pd.Series:
-        shown: dict[Any, str] = {}  # a few options repeated over every report
+        shown: dict[Any, str] = {}  # a few options (or lists of them) over every report
 
         def label(value: Any) -> str:
-            if isinstance(value, list | tuple):
-                return display(rules, field, value)
-            if value not in shown:
-                shown[value] = display(rules, field, value)
-            return shown[value]
+            key = (tuple(value),) if isinstance(value, list | tuple) else value
+            if key not in shown:
+                shown[key] = display(rules, field, value)
+            return shown[key]
         return pd.Series([label(v) for v in col(field).tolist()], index=view.index,
                          dtype=object)
 
