@@ -487,26 +487,32 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
     desired = desired.reindex(columns=[c for c in system if c in desired.columns])
     # Column by column, not DataFrame.to_dict: several times faster on 100,000 rows.
     titles = list(desired.columns)
-    columns = [desired[t].astype(object).where(desired[t].notna(), None).tolist()
-               for t in titles]
-    rows = zip(*columns, strict=True) if columns else [()] * len(desired)
     shown = {t: _minute_texts(desired[t]) for t in titles
              if desired[t].dtype.kind == "M" and getattr(desired[t].dtype, "tz", None) is None}
+    # A column of times as Python objects costs more than comparing every row: those are
+    # taken for the rows written only.
+    columns = [None if t in shown else desired[t].astype(object).where(
+        desired[t].notna(), None).tolist() for t in titles]
+
+    def wanted_at(i: int) -> dict[str, Cell]:
+        return {t: _value_at(desired[t], i) if col is None else col[i]
+                for t, col in zip(titles, columns, strict=True)}
+
     # A row whose cells all read as wanted, as given, is left in one comparison of its
     # items: most rows of a long tracker are (`update` decides the others, cell by cell).
-    texts = zip(*[shown[t] if t in shown else _plain_texts(col)
+    texts = zip(*[shown[t] if col is None else _plain_texts(col)
                   for t, col in zip(titles, columns, strict=True)], strict=True
                 ) if columns else [()] * len(desired)
     live_values = live.values
     # the live row's cells in the order of `titles`, in C: when the sheet has them all
     pick = itemgetter(*titles) if len(titles) > 1 and set(titles) <= live.columns.keys() \
         else None
-    for i, (key, values, as_text) in enumerate(zip(desired.index, rows, texts, strict=True)):
+    for i, (key, as_text) in enumerate(zip(desired.index, texts, strict=True)):
         if key in live_values and targets.get(key) is None and len(copies[key]) == 1 and (
                 pick(live_values[key]) == as_text if pick else dict(zip(
                     titles, as_text, strict=True)).items() <= live_values[key].items()):
             continue
-        wanted = dict(zip(titles, values, strict=True))
+        wanted = wanted_at(i)
         year = targets.get(key)
         if year is None:
             home = live
@@ -535,12 +541,20 @@ def plan_family(states: Sequence[SheetState], desired: pd.DataFrame,
     return out
 
 
+def _value_at(column: pd.Series, i: int) -> Cell:
+    value = column.iat[i]
+    return None if pd.isna(value) else value
+
+
 def _plain_texts(values: list[Cell]) -> list[Any]:
     """Each value as the text a sheet holding it exactly gives back: text as it is, an
     empty cell empty, other values their `stored_text` (text the sheet would change is
     left to `_Planned.update`, which compares it as stored)."""
-    if set(map(type, values)) <= {str}:  # most columns: as they are, without a loop
+    kinds = set(map(type, values))
+    if kinds <= {str}:  # most columns: as they are, without a loop
         return values
+    if kinds <= {int}:  # a count or a version
+        return list(map(str, values))
     return [v if type(v) is str else "" if v is None else stored_text(v) for v in values]
 
 
