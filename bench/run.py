@@ -225,6 +225,8 @@ def _copy(src: Path, dst: Path) -> None:
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(src, dst, symlinks=True)
+    # The copy's hundreds of MB are written out now, not while the measured run goes.
+    os.sync()
 
 
 def _child(*args: str) -> Any:
