@@ -2,7 +2,8 @@
 
 capture -> (nothing new and nothing due: the last run's results stand) -> normalise
 -> validate -> triage (those three only for reports with something new: the last results of
-the others are kept) -> read the tracker (manager decisions) -> repeats -> audit
+the others are kept; the checks run while the tracker is read) -> read the tracker (manager
+decisions) -> repeats -> audit
 -> emails owed -> governance emails due -> send -> write the tracker (and its Summary)
 -> run summary
 
@@ -201,8 +202,9 @@ def run(config: Config, now: datetime | None = None,
                 if steady is None:
                     tables = tables or reading.submit(read_sheets, c.tracker)
                     reports, held = normalise(r)
-                    view = validate_and_triage(r, reports)
+                    checking = start_checks(r, reports)
                     sheets, manager = read_tracker(r, tables)
+                    view = validate_and_triage(r, reports, checking)
                     view, actions, patterns = decide(r, view, manager)
                     # A pattern's alert is owed by the run that sees it open: the emails are
                     # queued in the transaction that records the decisions, or a stopped run
@@ -491,17 +493,25 @@ class Checker:
                 initializer=import_great_expectations)
             self.worker.submit(int)  # a pool starts its process with the first task
 
-    def __call__(self, reports: pd.DataFrame, rules: Rules, now: pd.Timestamp
-                 ) -> pd.DataFrame:
-        if self.worker is not None:
+    def submit(self, reports: pd.DataFrame, rules: Rules, now: pd.Timestamp
+               ) -> Callable[[], pd.DataFrame]:
+        """The checks of `reports`, under way: call what this returns for their results."""
+        if self.worker is None:
+            checked = check_reports(reports, rules, now)
+            return lambda: checked
+        future = self.worker.submit(check_reports, reports, rules, now)
+
+        def result() -> pd.DataFrame:
             try:
-                return self.worker.submit(check_reports, reports, rules, now).result()
+                return future.result()
             except BrokenProcessPool:  # the worker could not start or died: check here
                 log.warning("the checks worker stopped: the reports are checked in this "
                             "process")
+                return check_reports(reports, rules, now)
             finally:
                 self.close()  # one check a run
-        return check_reports(reports, rules, now)
+
+        return result
 
     def close(self) -> None:
         # not waited for: the worker's exit (a second) overlaps the rest of the run
@@ -510,13 +520,27 @@ class Checker:
             self.worker = None
 
 
-def validate_and_triage(r: Run, reports: pd.DataFrame) -> pd.DataFrame:
-    """Checks and triage of every report, or of those without results kept (new, changed,
-    or with a time that was ahead when the kept results were computed)."""
+@dataclass
+class Checking:
+    todo: pd.DataFrame  # the reports checked and triaged again
+    results: Callable[[], pd.DataFrame]  # their checks' results, once they are done
+
+
+def start_checks(r: Run, reports: pd.DataFrame) -> Checking:
+    """The checks of every report, or of those without results kept (new, changed, or with
+    a time that was ahead when the kept results were computed), started: in the worker,
+    they run while the tracker is read."""
     rules = r.config.rules
     todo = results.to_compute(reports, rules, r.kept, r.kept_at)
     progress.step(f"checking and triaging {len(todo):,} of {len(reports):,} reports")
-    view = results.attach(reports, r.check(todo, rules, r.now), triage(todo, rules, r.tz),
+    return Checking(todo, r.check.submit(todo, rules, r.now))
+
+
+def validate_and_triage(r: Run, reports: pd.DataFrame, checking: Checking) -> pd.DataFrame:
+    """Every report with its checks and triage: those computed now, and the others'
+    kept."""
+    todo = checking.todo
+    view = results.attach(reports, checking.results(), triage(todo, r.config.rules, r.tz),
                           r.kept)
     r.recomputed = pd.Index(todo["report_id"])
     r.summary.incomplete = int((view["dq_status"] == "incomplete").sum())
