@@ -52,6 +52,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection, ExceptionContext, make_url
@@ -768,10 +769,21 @@ class Store:
                              .values(value=current + n))
         return list(range(current + 1, current + n + 1))
 
-    def links(self) -> pd.DataFrame:
+    def links(self, responses: pd.DataFrame | None = None, reports: Collection[str] = ()
+              ) -> pd.DataFrame:
+        """Every response's link to its report; given `responses` (source, response_id),
+        only the links of the reports those responses or the ids `reports` belong to: what
+        combining those reports again needs (every link, when they are many)."""
+        query = select(response_links.c.source, response_links.c.response_id,
+                       response_links.c.report_id, response_links.c.how)
+        if responses is not None and len(responses) + len(reports) <= FEW:
+            theirs = select(response_links.c.report_id).where(
+                tuple_(response_links.c.source, response_links.c.response_id).in_(
+                    list(zip(responses["source"], responses["response_id"], strict=True))))
+            query = query.where(or_(response_links.c.report_id.in_(theirs),
+                                    response_links.c.report_id.in_(list(reports))))
         with self._read() as conn:
-            rows = conn.execute(select(response_links.c.source, response_links.c.response_id,
-                                       response_links.c.report_id, response_links.c.how)).all()
+            rows = conn.execute(query).all()
         return _frame(rows, ["source", "response_id", "report_id", "how"])
 
     def add_links(self, links: pd.DataFrame, now: datetime) -> None:

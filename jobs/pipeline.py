@@ -279,7 +279,7 @@ def capture(r: Run) -> None:
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions
         if (added.new or added.versions) and store.report_count() >= CHECK_WORKER_FROM:
-            r.check.start()  # checks will run over a long history: warm up the worker
+            r.check.start()  # checks will run over a long history: start the worker
         r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
         # said in this run's output too, once: the audit log keeps it
         r.summary.warnings += [f"{e.entity_id}: {e.event} {e.reason}" for e in changed]
@@ -390,7 +390,10 @@ def normalise(r: Run) -> tuple[pd.DataFrame, pd.DataFrame]:
             "source", "question", "responses"]), mapped.unmapped)
         notes = memory["notes"]
     r.memory.update(proofs=mapped.proofs, notes=notes, unmapped=counts.values.tolist())
-    links = store.links()
+    # Combining every report needs every link; combining the fresh responses' reports, the
+    # links of those and of the reports they quote.
+    links = store.links(mapped.responses, normalize.quoted(mapped.responses)) \
+        if incremental else store.links()
     plan = normalize.plan_links(mapped.responses, links)
     unmapped = [f"{row.source}: {row.question!r} ({row.responses} responses)"
                 for row in counts.itertuples()]
@@ -495,23 +498,32 @@ class Checker:
 
     def submit(self, reports: pd.DataFrame, rules: Rules, now: pd.Timestamp
                ) -> Callable[[], pd.DataFrame]:
-        """The checks of `reports`, under way: call what this returns for their results."""
-        if self.worker is None:
+        """The checks of `reports`, under way: call what this returns for their results.
+        A worker that could not start, or died, leaves them to this process."""
+        future = None
+        if self.worker is not None:
+            try:
+                future = self.worker.submit(check_reports, reports, rules, now)
+            except BrokenProcessPool:  # its first step failed already
+                self._stopped()
+        if future is None:
             checked = check_reports(reports, rules, now)
             return lambda: checked
-        future = self.worker.submit(check_reports, reports, rules, now)
 
         def result() -> pd.DataFrame:
             try:
                 return future.result()
-            except BrokenProcessPool:  # the worker could not start or died: check here
-                log.warning("the checks worker stopped: the reports are checked in this "
-                            "process")
+            except BrokenProcessPool:
+                self._stopped()
                 return check_reports(reports, rules, now)
             finally:
                 self.close()  # one check a run
 
         return result
+
+    def _stopped(self) -> None:
+        log.warning("the checks worker stopped: the reports are checked in this process")
+        self.close()
 
     def close(self) -> None:
         # not waited for: the worker's exit (a second) overlaps the rest of the run

@@ -148,8 +148,8 @@ def owed_messages(
     def role_addresses(names: list[str]) -> list[str]:
         return [a for n in names for a in roles.get(n, [])]
 
-    def wanted(row: Any) -> list[str]:
-        return list(row.get("missing") or []) + list(row.get("invalid") or [])
+    def wanted(missing: Any, invalid: Any) -> list[str]:
+        return list(missing or []) + list(invalid or [])
 
     # Rows are looked at whole (a Series each, which is slow) only where a key may be owed:
     # over a long history, nearly every message was queued by an earlier run.
@@ -157,7 +157,7 @@ def owed_messages(
     mailable = reports[(recent | released_mask) & reports["reporter_email"].map(valid_address)]
     mailable = mailable[[
         (is_recent and f"ack:{rid}" not in queued) or (
-            bool(asked := wanted({"missing": missing, "invalid": invalid}))
+            bool(asked := wanted(missing, invalid))
             and f"missing:{rid}:{_digest(asked)}" not in queued)
         for rid, is_recent, missing, invalid in zip(
             mailable["report_id"], recent[mailable.index], _column(mailable, "missing"),
@@ -167,7 +167,7 @@ def owed_messages(
         if is_recent:
             add(f"ack:{rid}", "acknowledgement", rid, [row["reporter_email"]],
                 lambda row=row: {"report": report_context(row, rules, tz)})
-        if asked := wanted(row):
+        if asked := wanted(row.get("missing"), row.get("invalid")):
             add(f"missing:{rid}:{_digest(asked)}", "missing_info", rid,
                 [row["reporter_email"]], lambda row=row, asked=asked: {
                     "report": report_context(row, rules, tz),

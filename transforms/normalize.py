@@ -306,6 +306,14 @@ def plan_links(mapped: pd.DataFrame, links: pd.DataFrame) -> LinkPlan:
     return LinkPlan(needs_number=new, follow_ups=follow.reset_index(drop=True))
 
 
+def quoted(mapped: pd.DataFrame) -> list[str]:
+    """The report ids the responses quote (a follow-up's reference)."""
+    if "report_reference" not in mapped:
+        return []
+    return sorted({ref for ref in map(normalise_reference, mapped["report_reference"])
+                   if ref})
+
+
 def with_links(links: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
     """The links with those just made: as the store now holds them."""
     parts = [f[["source", "response_id", "report_id", "how"]] for f in (links, *more) if len(f)]

@@ -169,6 +169,27 @@ def test_links_are_unique_per_response(store):
     assert str(failed.value) == f"the store {store.name} could not be written ({kind})"
 
 
+def test_the_links_a_few_responses_need_are_those_of_their_reports(store, monkeypatch):
+    """A run combining a few reports again reads their links alone: every link of each
+    report a given response belongs to (a response id on another form is another
+    response), and of each report quoted; many responses read every link."""
+    rows = [("g", "r1", "NM-000001", "new"), ("m", "r1", "NM-000002", "new"),
+            ("g", "r2", "NM-000001", "reference"), ("m", "r9", "NM-000003", "new"),
+            ("g", "r3", "NM-000004", "new")]
+    store.add_links(pd.DataFrame(rows, columns=["source", "response_id", "report_id", "how"]),
+                    T0)
+
+    def read(responses: list[tuple[str, str]], reports: tuple[str, ...] = ()) -> list[tuple]:
+        frame = pd.DataFrame(responses, columns=["source", "response_id"])
+        return sorted(store.links(frame, reports).itertuples(index=False, name=None))
+
+    assert read([("g", "r1"), ("g", "new")]) == sorted(r for r in rows if r[2] == "NM-000001")
+    assert read([("m", "new")], ("NM-000003", "NM-999999")) == [rows[3]]
+    assert read([]) == []
+    monkeypatch.setattr("connectors.store.FEW", 1)
+    assert read([("g", "r1"), ("m", "r1")]) == sorted(rows)
+
+
 # -- ids, reports, state ---------------------------------------------------------------------
 
 def test_counters_never_reuse_numbers(open_store):

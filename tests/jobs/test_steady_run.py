@@ -14,6 +14,7 @@ import pytest
 from openpyxl import load_workbook
 
 from jobs.pipeline import RunFailed
+from jobs.wiring import build
 from tests.fakes.deployment import TZ, Deployment, answers, google_stamp
 
 FIRST, LATER = "2026-11-23 09:00", "2026-11-23 09:40"  # nothing falls due in between
@@ -201,3 +202,37 @@ def test_a_run_recomputes_when_anything_it_depends_on_changes(tmp_path, caplog):
     export.write_bytes(kept)  # as it was: nothing new in it
     assert _recomputed(caplog, dep, str(midnight + pd.Timedelta(minutes=6)))
     assert not _recomputed(caplog, dep, str(midnight + pd.Timedelta(minutes=7)))
+
+
+def test_a_tracker_a_manager_saved_is_read_as_the_run_starts(tmp_path, caplog, monkeypatch):
+    """The XLSX tracker is read from the start of a run (beside the exports) exactly when it
+    is not as the last run left it: that run will compute. An untouched tracker waits for
+    the run to know it computes; a cloud tracker, which shares clients with its forms,
+    always waits."""
+    from jobs import pipeline
+
+    decided: list[bool] = []
+    saved = pipeline.tracker_saved
+    monkeypatch.setattr(pipeline, "tracker_saved",
+                        lambda r: decided.append(saved(r)) or decided[-1])
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-23 08:00", category="Safeguarding", service="Oak House")
+    assert _recomputed(caplog, dep, "2026-11-23 09:00") and decided == [True]  # no last run
+    assert not _recomputed(caplog, dep, "2026-11-23 09:05") and decided[-1] is False
+    dep.edit_tracker("Reports", "NM-000001", **{"Triage status": "Triaged"})
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nearmiss"):
+        edited = dep.run("2026-11-23 09:10")
+    assert decided[-1] is True and edited.manager_changes == 1
+    assert not any(STANDS in m for m in caplog.messages)
+    dep.add_google("2026-11-23 09:12", category="Falls", service="Oak House")
+    assert _recomputed(caplog, dep, "2026-11-23 09:15") and decided[-1] is False
+
+    dep.edit_tracker("Reports", "NM-000001", **{"Triage status": "Closed"})
+    connectors = build(dep.config())
+    assert connectors.tracker_apart  # the XLSX tracker: a file of its own
+    run = pipeline.Run(dep.config(), connectors, ts("2026-11-23 09:20"))
+    connectors.store.begin_run(run.now)
+    assert saved(run) is True
+    connectors.tracker_apart = False  # as the cloud trackers are built
+    assert saved(run) is False

@@ -448,3 +448,47 @@ def test_a_time_is_the_text_its_sheet_shows(value, timestamp):
     assert tracker.cell_text(cell) == (f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
                                        + ("" if midnight else
                                           f" {value.hour:02d}:{value.minute:02d}"))
+
+
+# Cells as the trackers give them: openpyxl's and calamine's types, Sheets' text (dates at
+# midnight as text), whitespace, control characters and the "N/A" managers type.
+_CELLS = st.one_of(
+    st.none(), st.just(""), st.text(max_size=8), st.sampled_from(
+        [" N/A ", "\t", "2026-11-20 00:00", " 2026-11-20 00:00 ", "2026-11-20 00:00:00",
+         "=SUM(A1)", "\x00", "at 00:00\n"]),
+    st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=False),
+    st.booleans(), st.dates(min_value=date(1000, 1, 1)),
+    st.datetimes(min_value=datetime(1000, 1, 1)))
+
+
+@given(st.lists(_CELLS, max_size=30))
+def test_a_column_reads_as_each_of_its_cells_would(values):
+    """`column_texts` skips the per-cell call for text and empty columns: never the result."""
+    assert tracker.column_texts(values) == [cell_text(v) for v in values]
+    texts = [v for v in values if isinstance(v, str)]
+    assert tracker.column_texts(texts) == [cell_text(v) for v in texts]
+
+
+@given(st.lists(_CELLS, max_size=30))
+def test_a_desired_column_compares_as_each_of_its_values_would(values):
+    """`_plain_texts` passes text columns and whole numbers through as they are."""
+    expected = [v if type(v) is str else "" if v is None else tracker.stored_text(v)
+                for v in values]
+    assert tracker._plain_texts(values) == expected
+    numbers = [v for v in values if type(v) is int]
+    assert tracker._plain_texts(numbers) == [tracker.stored_text(v) for v in numbers]
+
+
+@given(st.lists(st.lists(_CELLS, max_size=len(HEADER) + 2), max_size=8))
+def test_a_sheet_with_short_rows_reads_as_the_same_rows_padded(body):
+    """Sheets leaves out a row's empty cells at its end; an Excel reader gives every cell."""
+    rows = [HEADER, *body]
+    width = max(map(len, rows))
+    padded = [[*r, *[None] * (width - len(r))] for r in rows]
+    short, full = read_sheet(REPORTS, rows), read_sheet(REPORTS, padded)
+    assert (short.rows, short.values, short.unkeyed, short.duplicates) == (
+        full.rows, full.values, full.unkeyed, full.duplicates)
+    for key, values in short.values.items():
+        assert values == {t: cell_text(body[short.rows[key] - 2][c - 1])
+                          if c - 1 < len(body[short.rows[key] - 2]) else ""
+                          for t, c in short.columns.items()}
