@@ -195,15 +195,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # A run over a long history makes millions of small objects (cells, rows, records) and
-    # hardly a cycle among them: at Python's default threshold (700) the collector runs
-    # every few hundred of them and again and again walks those that live. Measured: about
-    # a second of a 15-second run over 100,000 reports.
-    gc.set_threshold(100_000, 20, 100)
-    # The store is read while a thread parses the tracker, and SQLite lets go of the GIL at
-    # every row it steps to: at the default interval (5 ms) each row of 100,000 could wait
-    # for the other thread's turn. Measured: a second of that run.
-    sys.setswitchinterval(0.001)
     args = _parser().parse_args(argv)
     # Timestamped: a scheduled job's log is appended to one file, run after run.
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -643,10 +634,19 @@ COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check": cmd_check, "explain": cmd
 
 
 def script() -> None:
-    """The `nearmiss` command: `main`, and the process ends. What is left in memory goes
-    with it: frozen, it is spared a last collection (a third of a second after a run over
-    100,000 reports)."""
+    """The `nearmiss` command: `main` in a process of its own, set for a job's work."""
+    # A run over a long history makes millions of small objects (cells, rows, records) and
+    # hardly a cycle among them: at Python's default threshold (700) the collector runs
+    # every few hundred of them and again and again walks those that live. Measured: about
+    # a second of a 15-second run over 100,000 reports.
+    gc.set_threshold(100_000, 20, 100)
+    # The store is read while a thread parses the tracker, and SQLite lets go of the GIL at
+    # every row it steps to: at the default interval (5 ms) each row of 100,000 could wait
+    # for the other thread's turn. Measured: a second of that run.
+    sys.setswitchinterval(0.001)
     code = main()
+    # What is left in memory goes with the process: frozen, it is spared a last collection
+    # (a third of a second after a run over 100,000 reports).
     gc.freeze()
     sys.exit(code)
 
