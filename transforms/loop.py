@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date
+from itertools import compress
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -155,13 +156,13 @@ def owed_messages(
     # over a long history, nearly every message was queued by an earlier run.
     released_mask = reports["report_id"].isin(set(released))
     mailable = reports[(recent | released_mask) & reports["reporter_email"].map(valid_address)]
-    mailable = mailable[[
+    mailable = mailable[np.array([
         (is_recent and f"ack:{rid}" not in queued) or (
             bool(asked := wanted(missing, invalid))
             and f"missing:{rid}:{_digest(asked)}" not in queued)
         for rid, is_recent, missing, invalid in zip(
             mailable["report_id"], recent[mailable.index], _column(mailable, "missing"),
-            _column(mailable, "invalid"), strict=True)]]
+            _column(mailable, "invalid"), strict=True)], dtype=bool)]
     for (_, row), is_recent in zip(mailable.iterrows(), recent[mailable.index], strict=True):
         rid = row["report_id"]
         if is_recent:
@@ -201,9 +202,8 @@ def owed_messages(
 
         keys = [f"outcome:{rid}:{day.isoformat() if day else 'closed'}"
                 for rid, day in zip(closed["report_id"], closed["closed_on"], strict=True)]
-        owes = [key not in queued for key in keys]
-        for key, (_, row) in zip([k for k, o in zip(keys, owes, strict=True) if o],
-                                 closed[owes].iterrows(), strict=True):
+        owes = np.array([key not in queued for key in keys], dtype=bool)
+        for key, (_, row) in zip(compress(keys, owes), closed[owes].iterrows(), strict=True):
             add(key, "outcome", row["report_id"], [row["reporter_email"]],
                 lambda row=row: outcome(row))
 
