@@ -236,13 +236,12 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
 def column_texts(values: Sequence[Cell]) -> list[str]:
     """`cell_text` of each value of one column, without a call for text and empty cells."""
     kinds = set(map(type, values))
-    if kinds <= {str}:  # most columns: in C
-        texts = list(map(str.strip, values))
-    elif kinds <= {type(None)}:
+    if kinds <= {type(None)}:
         return [""] * len(values)
-    else:
-        texts = [v.strip() if type(v) is str else "" if v is None else cell_text(v)
-                 for v in values]
+    if not kinds <= {str}:  # the midnight rule is for text alone: a time's text is final
+        return ["" if v is None else cell_text(v) if type(v) is not str
+                or (t := v.strip()).endswith(" 00:00") else t for v in values]
+    texts = list(map(str.strip, values))  # most columns: in C
     if " 00:00\n" in "\n".join([*texts, ""]):  # a date at midnight, as Sheets shows it
         texts = [cell_text(t) for t in texts]
     return texts
