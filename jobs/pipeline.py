@@ -2,8 +2,8 @@
 
 capture -> (nothing new and nothing due: the last run's results stand) -> normalise
 -> validate -> triage (those three only for reports with something new: the last results of
-the others are kept; the checks run while the tracker is read) -> read the tracker (manager
-decisions) -> repeats -> audit
+the others are kept; the checks run while the tracker is read and repeats are found) -> read
+the tracker (manager decisions) -> repeats -> audit
 -> emails owed -> governance emails due -> send -> write the tracker (and its Summary)
 -> run summary
 
@@ -204,8 +204,8 @@ def run(config: Config, now: datetime | None = None,
                     reports, held = normalise(r)
                     checking = start_checks(r, reports)
                     sheets, manager = read_tracker(r, tables)
-                    view = validate_and_triage(r, reports, checking)
-                    view, actions, patterns = decide(r, view, manager)
+                    view, actions, patterns = decide(r, reports, manager)
+                    view = validate_and_triage(r, view, checking)
                     # A pattern's alert is owed by the run that sees it open: the emails are
                     # queued in the transaction that records the decisions, or a stopped run
                     # loses them.
@@ -278,8 +278,6 @@ def capture(r: Run) -> None:
                 pulled.watermark, today, pulled.warnings, questions, retired), r.now)
         r.summary.new_responses += added.new
         r.summary.new_versions += added.versions
-        if (added.new or added.versions) and store.report_count() >= CHECK_WORKER_FROM:
-            r.check.start()  # checks will run over a long history: start the worker
         r.summary.warnings += [f"{source.name}: {w}" for w in pulled.warnings]
         # said in this run's output too, once: the audit log keeps it
         r.summary.warnings += [f"{e.entity_id}: {e.event} {e.reason}" for e in changed]
@@ -476,32 +474,28 @@ def _number(r: Run, responses: pd.DataFrame) -> pd.DataFrame:
 
 # -- 4, 5. validate and triage ---------------------------------------------------------------
 
-# From this many reports, a run with new responses checks them in a worker process,
-# started as the first of them is stored: it imports great-expectations (2.5 s) on the other
-# core while this one captures and normalises.
+# From this many reports, the checks of a run's new reports go to a worker process: there
+# they import great-expectations (2.5 s) and run on the other core while this one reads
+# the manager decisions and finds repeats, which need no check.
 CHECK_WORKER_FROM = 20_000
 
 
 class Checker:
-    """`check_reports`: here, or in a worker process once `start` was called."""
+    """`check_reports`, here or in a worker process."""
 
     def __init__(self) -> None:
         self.worker: ProcessPoolExecutor | None = None
 
-    def start(self) -> None:
-        """Spawn the worker now: it imports great-expectations while this process goes on."""
-        if self.worker is None:
+    def submit(self, reports: pd.DataFrame, rules: Rules, now: pd.Timestamp, *,
+               apart: bool = False) -> Callable[[], pd.DataFrame]:
+        """The checks of `reports`, under way (in a worker process when `apart`): call what
+        this returns for their results. A worker that could not start, or died, leaves
+        them to this process."""
+        future = None
+        if apart:
             self.worker = ProcessPoolExecutor(
                 1, mp_context=multiprocessing.get_context("spawn"),
                 initializer=import_great_expectations)
-            self.worker.submit(int)  # a pool starts its process with the first task
-
-    def submit(self, reports: pd.DataFrame, rules: Rules, now: pd.Timestamp
-               ) -> Callable[[], pd.DataFrame]:
-        """The checks of `reports`, under way: call what this returns for their results.
-        A worker that could not start, or died, leaves them to this process."""
-        future = None
-        if self.worker is not None:
             try:
                 future = self.worker.submit(check_reports, reports, rules, now)
             except BrokenProcessPool:  # its first step failed already
@@ -545,7 +539,8 @@ def start_checks(r: Run, reports: pd.DataFrame) -> Checking:
     rules = r.config.rules
     todo = results.to_compute(reports, rules, r.kept, r.kept_at)
     progress.step(f"checking and triaging {len(todo):,} of {len(reports):,} reports")
-    return Checking(todo, r.check.submit(todo, rules, r.now))
+    return Checking(todo, r.check.submit(
+        todo, rules, r.now, apart=len(todo) > 0 and len(reports) >= CHECK_WORKER_FROM))
 
 
 def validate_and_triage(r: Run, reports: pd.DataFrame, checking: Checking) -> pd.DataFrame:
@@ -627,7 +622,8 @@ def read_tracker(r: Run, tables: Future[tuple[dict[str, SheetState], list[list[C
 
 def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, str]]]
            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Closed reports, action tracking, and repeat patterns (closures reopen on recurrence)."""
+    """Closed reports, action tracking, and repeat patterns (closures reopen on recurrence).
+    Repeat rules key on the reports' own fields: none of this waits for their checks."""
     s, rules, store = r.config.settings, r.config.rules, r.c.store
     today = r.now.tz_convert(r.tz).date()
     progress.step("finding repeats")

@@ -122,8 +122,9 @@ def test_kept_results_end_where_a_full_recompute_does(twins, monkeypatch):
 
 
 def test_checks_in_a_worker_process_end_where_checks_here_do(twins, monkeypatch, caplog):
-    """A long history checks new reports in a worker process, spawned as the run starts to
-    import great-expectations meanwhile; one that cannot start leaves them to this one."""
+    """A long history checks new reports in a worker process, which imports
+    great-expectations while the tracker is read; one that cannot start leaves them to this
+    one."""
     worker, here = twins
     started: list[int] = []
 
