@@ -234,17 +234,27 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
 
 
 def column_texts(values: Sequence[Cell]) -> list[str]:
-    """`cell_text` of each value of one column, without a call for text and empty cells."""
+    """`cell_text` of each value of one column, without a call per cell for the columns a
+    reader gives in one type: text, times, whole numbers (a tracker holds 100,000s)."""
     kinds = set(map(type, values))
     if kinds <= {type(None)}:
         return [""] * len(values)
-    if not kinds <= {str}:  # the midnight rule is for text alone: a time's text is final
-        return ["" if v is None else cell_text(v) if type(v) is not str
-                or (t := v.strip()).endswith(" 00:00") else t for v in values]
-    texts = list(map(str.strip, values))  # most columns: in C
-    if " 00:00\n" in "\n".join([*texts, ""]):  # a date at midnight, as Sheets shows it
-        texts = [cell_text(t) for t in texts]
-    return texts
+    if kinds <= {str}:
+        texts = list(map(str.strip, values))  # in C
+        # a date at midnight, as Sheets shows it: 16 characters ending in " 00:00"
+        if 16 in set(map(len, texts)) and any(t.endswith(" 00:00") for t in texts
+                                              if len(t) == 16):
+            texts = [cell_text(t) for t in texts]
+        return texts
+    if kinds == {datetime}:  # as an Excel reader gives a column of times
+        return [v.isoformat(" ", "minutes")[
+            :10 if not (v.hour or v.minute or v.second or v.microsecond) else 16]
+            if v.tzinfo is None and v.year >= 1000 else cell_text(v) for v in values]
+    if kinds == {int}:  # a count or a version
+        return list(map(str, values))
+    # the midnight rule is for text alone: a time's text is final
+    return ["" if v is None else cell_text(v) if type(v) is not str
+            or (t := v.strip()).endswith(" 00:00") else t for v in values]
 
 
 def read_states(specs: Sequence[SheetSpec], tables: Mapping[str, Sequence[Sequence[Cell]]],
