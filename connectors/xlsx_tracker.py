@@ -31,6 +31,7 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from copy import copy
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,8 @@ class XlsxTracker:
         # planned against that read: applied to a file changed since, they would land on
         # rows a manager has since sorted, and the save would undo the manager's edits.
         self._seen: Any = _UNREAD
-        self._xml: dict[str, bytes] = {}  # its sheets' XML, as read (`xlsx_patch.sheet_xml`)
+        # its sheets' XML, as read (`xlsx_patch.sheet_xml`): inflated while the run goes on
+        self._xml: Future[dict[str, bytes]] | None = None
 
     def _signature(self) -> tuple[int, int, int] | None:
         """What tells one version of the file from another (None: there is no file)."""
@@ -170,9 +172,9 @@ class XlsxTracker:
     def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
         """Every row (header first) of each spec's sheet that exists, and of the archive
         sheets of specs that have them (under their own titles), read with calamine."""
-        self._wb, self._xml = None, {}  # a workbook loaded before may be older than the file
+        self._wb, self._xml = None, None  # a workbook loaded before may be older than the file
         out: dict[str, list[list[Cell]]] = {}
-        xml: dict[str, bytes] = {}
+        xml = None
         try:
             seen = self._signature()
             if seen is not None:
@@ -186,10 +188,8 @@ class XlsxTracker:
                     rows = book.get_sheet_by_name(title).to_python(
                         skip_empty_area=False)  # rows and columns count from A1
                     out[title] = [openpyxl_row(r) for r in rows]
-                try:  # what a write then patches (it checks the file is still this one)
-                    xml = sheet_xml(self.path, titles)
-                except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-                    xml = {}  # the write reads and judges the file itself
+                # what a write then patches (it checks the file is still this one)
+                xml = _inflating(self.path, titles)
         except PermissionError:
             raise TrackerError(f"no permission to open the tracker {self.path}") from None
         except (CalamineError, ValueError, OSError) as exc:
@@ -239,7 +239,8 @@ class XlsxTracker:
         if not writes:
             return
         if self._wb is None and self._as_read() is not None:
-            xml, self._xml = self._xml, {}  # valid for the file as read, and `_as_read` is it
+            # valid for the file as read, and `_as_read` says the file is still that one
+            xml, self._xml = self._xml.result() if self._xml else {}, None
             try:
                 parts = patch_workbook(self.path, writes, xml)
             except Declined as why:
@@ -342,6 +343,22 @@ class XlsxTracker:
             # Named by type only: the message of an unexpected error may quote cell text.
             raise TrackerError(f"cannot write the tracker {self.path} "
                                f"({type(exc).__name__})") from None
+
+
+def _inflating(path: Path, titles: Sequence[str]) -> Future[dict[str, bytes]]:
+    """`sheet_xml`, in a thread of its own: a sheet of 100,000 rows is 150 MB of XML to
+    inflate, which zlib does without the GIL while the values read are compared."""
+    def inflate() -> dict[str, bytes]:
+        try:
+            return sheet_xml(path, titles)
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError):
+            return {}  # the write reads and judges the file itself
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tracker-xml")
+    try:
+        return pool.submit(inflate)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
 
 
 def _chart(ws: Worksheet, spec: Chart) -> Any:
