@@ -153,7 +153,7 @@ def test_checks_in_a_worker_process_end_where_checks_here_do(twins, monkeypatch,
     assert started == [1]
 
     # The worker cannot start (its first step fails): the reports are checked here.
-    monkeypatch.setattr("jobs.pipeline.import_great_expectations", sys.exit)
+    monkeypatch.setattr("jobs.pipeline.worker_start", sys.exit)
     for dep in twins:
         dep.add_google("2026-11-23 10:30", description=None)
     run_both("2026-11-23 11:00")
