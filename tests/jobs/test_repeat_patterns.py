@@ -88,3 +88,24 @@ def test_the_audit_log_explains_every_decision_of_a_report(dep):
     assert events["rule fired"].startswith("rule medication: Medication safety review, P2")
     assert events["joined pattern"] == "PT-0001: Medication · Oak House (same-category-service)"
     assert events["email sent"] == "acknowledgement to kim@example.org"
+
+
+def test_an_action_verified_effective_reopens_when_its_pattern_recurs(dep):
+    """Only a pattern an action links to has its members' times looked at: that one
+    reopens the action, the others' actions stay as they were."""
+    for i, day in enumerate(["2026-11-02", "2026-11-09", "2026-11-15"]):
+        add(dep, i, day)
+    dep.run(now="2026-11-16 09:00")
+    for linked, action in (("PT-0001", "Second check of the MAR at handover"),
+                           ("NM-000001", "Spoke with the team")):
+        dep.edit_tracker("Actions", "", **{
+            "Linked to": linked, "Action": action, "Owner": "Team leader",
+            "Status": "Verified effective", "Verified on": "2026-11-16"})
+    dep.run(now="2026-11-16 12:00")
+    assert not any("joined" in (a["Tracking"] or "") for a in dep.sheet("Actions"))
+
+    add(dep, 3, "2026-11-22")
+    dep.run(now="2026-11-23 09:00")
+    actions = {a["Linked to"]: a for a in dep.sheet("Actions")}
+    assert "NM-000004 joined PT-0001 on 2026-11-22" in actions["PT-0001"]["Tracking"]
+    assert "joined" not in (actions["NM-000001"]["Tracking"] or "")
