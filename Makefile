@@ -19,9 +19,11 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/nearmiss demo
 
+# The suite on every core, a test file to a worker: a file's shared fixtures (a long history,
+# a deployment run many times) are built once.
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # bench: both benchmarks, one after the other (never in parallel: they time each other);
 # bench-steps: the heavy steps alone; bench-runs: whole `nearmiss run`s.
