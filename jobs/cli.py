@@ -639,7 +639,11 @@ def script() -> None:
     # hardly a cycle among them, and its process ends with the run: the cyclic collector
     # would only walk them again and again, holding the GIL. Measured on a run with 10 new
     # reports over 100,000: 19 collections, a second of 15, and the same peak memory
-    # without them. (Reference counting still frees everything that is not a cycle.)
+    # without them. (Reference counting still frees everything that is not a cycle.) A run
+    # that computes every report turns it back on (`pipeline.normalise`), then at this
+    # threshold: at Python's default (700) it would walk the objects that live again and
+    # again, every few hundred new ones.
+    gc.set_threshold(100_000, 20, 100)
     gc.disable()
     # The store is read while a thread parses the tracker, and SQLite lets go of the GIL at
     # every row it steps to: at the default interval (5 ms) each row of 100,000 could wait
