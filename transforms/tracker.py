@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime
 from itertools import zip_longest
 from operator import itemgetter
 from typing import Any
@@ -123,9 +123,8 @@ def cell_text(value: Cell) -> str:
         if len(text) == 16 and text.endswith(" 00:00") and _MIDNIGHT.fullmatch(text):
             return text[:10]
         return text
-    if type(value) is datetime and value.tzinfo is None and value.year >= 1000:
-        # the next most common (every time a reader gives): isoformat, a fraction of strftime
-        return value.isoformat(" ", "minutes")[:10 if value.time() == time() else 16]
+    if type(value) is datetime:  # the next most common: every time a reader gives
+        return _time_text(value)
     if value is None or value is pd.NaT or value is pd.NA:
         return ""
     if isinstance(value, np.bool_ | np.integer | np.floating):
@@ -138,11 +137,18 @@ def cell_text(value: Cell) -> str:
         if value.is_integer():
             return str(int(value))
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d") if value.time() == time() else value.strftime(
-            "%Y-%m-%d %H:%M")
+        return _time_text(value)
     if isinstance(value, date):
         return value.strftime("%Y-%m-%d")
     return str(value).strip()
+
+
+def _time_text(value: datetime) -> str:
+    """A date and time to the minute, the day alone at midnight."""
+    midnight = not (value.hour or value.minute or value.second or value.microsecond)
+    if value.tzinfo is None and value.year >= 1000:  # isoformat: a fraction of strftime
+        return value.isoformat(" ", "minutes")[:10 if midnight else 16]
+    return value.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M")
 
 
 def stored_text(value: Cell) -> str:
@@ -247,9 +253,7 @@ def column_texts(values: Sequence[Cell]) -> list[str]:
             texts = [cell_text(t) for t in texts]
         return texts
     if kinds == {datetime}:  # as an Excel reader gives a column of times
-        return [v.isoformat(" ", "minutes")[
-            :10 if not (v.hour or v.minute or v.second or v.microsecond) else 16]
-            if v.tzinfo is None and v.year >= 1000 else cell_text(v) for v in values]
+        return list(map(_time_text, values))
     if kinds == {int}:  # a count or a version
         return list(map(str, values))
     # the midnight rule is for text alone: a time's text is final
