@@ -20,7 +20,7 @@ from connectors.store import Store
 from connectors.templates import Renderer
 from jobs.governance import HEADLINES, all_services, shown
 from transforms import evidence
-from transforms.actions import action_state
+from transforms.actions import action_state, linked_members
 from transforms.metrics import ALL, LABELS, control_chart, period_metrics, signal_warnings, span
 from transforms.tracker import ACTIONS, REPORTS
 
@@ -37,11 +37,11 @@ def make_pack(config: Config, start: date, end: date, folder: Path, *,
                                         store.manager_values(REPORTS.title), patterns_state,
                                         tz, s.dayfirst)
         patterns = evidence.pattern_frame(patterns_state, reports, tz)
-        occurred = dict(zip(reports["report_id"], reports["occurred_at"], strict=True))
-        members = {p.pattern_id: (list(p.members), [occurred.get(m) for m in p.members])
-                   for p in patterns.itertuples()}
-        actions = action_state(store.manager_values(ACTIONS.title), members,
-                               now.tz_convert(tz).date(), tz, s.dayfirst)
+        manager = store.manager_values(ACTIONS.title)
+        members = linked_members(manager, zip(patterns["pattern_id"], patterns["members"],
+                                              strict=True),
+                                 reports["occurred_at"].set_axis(reports["report_id"]))
+        actions = action_state(manager, members, now.tz_convert(tz).date(), tz, s.dayfirst)
         events = store.audit_frame()
         outbox = store.outbox_frame()
     finally:

@@ -45,7 +45,7 @@ from jobs import governance, progress
 from jobs.lock import run_lock
 from jobs.wiring import Connectors, build
 from transforms import normalize, repeats, results
-from transforms.actions import action_state, linked_ids, pattern_closures, report_closure
+from transforms.actions import action_state, linked_members, pattern_closures, report_closure
 from transforms.audit import (
     ENTITY_OF_SHEET,
     decision_events,
@@ -661,13 +661,9 @@ def decide(r: Run, view: pd.DataFrame, manager: dict[str, dict[str, dict[str, st
     patterns["display_status"] = [
         "under review" if st == "open" and review.get(pid, "").casefold() == "under review"
         else st for pid, st in zip(patterns["pattern_id"], patterns["status"], strict=True)]
-    # Members, and when they occurred, of the patterns an action links to: all that
-    # `action_state` looks at (for thousands of patterns, a third of a second).
-    linked = {pid for values in manager[ACTIONS.title].values()
-              for pid in linked_ids(values.get("Linked to", ""))[1]}
-    occurred = view["occurred_at"].set_axis(view["report_id"])
-    members = {pid: (list(m), occurred.loc[list(m)].tolist()) for pid, m in
-               zip(patterns["pattern_id"], patterns["members"], strict=True) if pid in linked}
+    members = linked_members(manager[ACTIONS.title],
+                             zip(patterns["pattern_id"], patterns["members"], strict=True),
+                             view["occurred_at"].set_axis(view["report_id"]))
     actions = action_state(manager[ACTIONS.title], members, today, r.tz, s.dayfirst)
 
     view = view.merge(closure.drop(columns=["report_id"]), left_index=True, right_index=True)

@@ -8,7 +8,7 @@ a date cell); a value that cannot be read is pointed out in the tracker, never g
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -101,6 +101,18 @@ def linked_ids(text: str) -> tuple[list[str], list[str]]:
     return reports, patterns
 
 
+def linked_members(manager: Mapping[str, Mapping[str, str]],
+                   members: Iterable[tuple[str, Sequence[str]]], occurred: pd.Series
+                   ) -> dict[str, tuple[list[str], list[pd.Timestamp]]]:
+    """`action_state`'s `members`: of each pattern an action links to (the only ones it
+    looks at), its member report ids and when each occurred. `members`: (pattern id,
+    report ids) pairs; `occurred`: report id -> when (NaT for a report it lacks)."""
+    linked = {pid for values in manager.values()
+              for pid in linked_ids(values.get("Linked to", ""))[1]}
+    return {pid: (list(ids), occurred.reindex(list(ids)).tolist())
+            for pid, ids in members if pid in linked}
+
+
 REOPENED_DUE_DAYS = 14  # a reopened action's new due date, counted from reopening
 
 
@@ -110,7 +122,8 @@ def action_state(manager: dict[str, dict[str, str]],
     """Per action: parsed dates, overdue, reopened (when and why, and the due date that
     then applies), and the tracking note.
 
-    `members` gives each pattern's member report ids and when they occurred.
+    `members` gives each pattern's member report ids and when they occurred
+    (`linked_members`).
 
     "Not effective", or a new member of a linked pattern after the action was verified,
     reopens the action: it is treated as open until a manager verifies it again later.

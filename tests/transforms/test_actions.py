@@ -5,6 +5,7 @@ import pandas as pd
 from transforms.actions import (
     action_state,
     linked_ids,
+    linked_members,
     parse_day,
     pattern_closures,
     report_closure,
@@ -88,6 +89,23 @@ def test_not_effective_or_recurrence_after_verification_reopens(tz):
     assert later.loc["A-1", "overdue"] and "overdue since 2026-12-06" in later.loc[
         "A-1", "tracking"]
     assert later.loc["A-4", "due_now"] == date(2026, 12, 20)  # a later due a manager set
+
+
+def test_members_are_made_for_the_patterns_an_action_links_to(tz):
+    """Those alone (a long history has thousands); a member the reports lack has no time,
+    and a verification's reopening test passes over it."""
+    manager = actions(**{"A-1": {"Linked to": "PT-1, NM-4", "Status": "Verified effective",
+                                 "Verified on": "2026-11-20"},
+                         "A-2": {"Linked to": "\x00 n/a ", "Status": "Open"}})
+    occurred = pd.Series(pd.to_datetime(["2026-11-01 08:00", "2026-11-22 10:00"], utc=True),
+                         index=["NM-000001", "NM-000009"])
+    members = linked_members(manager, [("PT-0001", ["NM-000001", "NM-000009", "NM-000404"]),
+                                       ("PT-0002", ["NM-000001"])], occurred)
+    assert list(members) == ["PT-0001"]
+    ids, times = members["PT-0001"]
+    assert ids == ["NM-000001", "NM-000009", "NM-000404"] and pd.isna(times[2])
+    out = action_state(manager, members, TODAY, tz).set_index("action_id")
+    assert "NM-000009 joined PT-0001 on 2026-11-22" in out.loc["A-1", "reopened"]
 
 
 def test_reminders_alone_are_pointed_out(tz):
