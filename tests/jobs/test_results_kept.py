@@ -3,6 +3,7 @@ recomputes every report does: same reports, decisions, audit, emails and tracker
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -159,3 +160,22 @@ def test_checks_in_a_worker_process_end_where_checks_here_do(twins, monkeypatch,
     run_both("2026-11-23 11:00")
     assert started == [1, 1]
     assert "the checks worker stopped: the reports are checked in this process" in caplog.text
+
+
+def test_the_collector_is_back_on_only_for_a_run_that_computes_every_report(tmp_path):
+    """The command runs without the cyclic collector (`jobs.cli.script`); a run computing
+    every report turns it back on, one building on the last results leaves it off."""
+
+
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-20 10:00")
+    try:
+        gc.disable()
+        dep.run("2026-11-23 09:00")  # the first: every report
+        assert gc.isenabled()
+        gc.disable()
+        dep.add_google("2026-11-23 09:30", category="Falls prevention")
+        dep.run("2026-11-23 10:00")  # the new one alone
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
