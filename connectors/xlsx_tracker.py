@@ -47,7 +47,6 @@ from openpyxl.worksheet.worksheet import Worksheet
 from python_calamine import CalamineError, CalamineWorkbook
 
 from connectors.base import Cell, SheetSpec, SheetWrite
-from connectors.calamine_rows import openpyxl_row
 from connectors.errors import TrackerError
 from connectors.files import remove_stale_temp_files
 from connectors.sheet_layout import date_value, layout, number_format, widened
@@ -171,7 +170,13 @@ class XlsxTracker:
 
     def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
         """Every row (header first) of each spec's sheet that exists, and of the archive
-        sheets of specs that have them (under their own titles), read with calamine."""
+        sheets of specs that have them (under their own titles), read with calamine.
+
+        Cells are as calamine gives them (an empty cell "", every number a float, a
+        date-formatted whole day a `date`), as the other trackers give theirs (text, or
+        JSON's values): what reads them compares `cell_text`, which reads each as the text
+        of openpyxl's value. Made openpyxl's values, the cells of a 100,000-row tracker
+        cost half a second more of every run."""
         self._wb, self._xml = None, None  # a workbook loaded before may be older than the file
         out: dict[str, list[list[Cell]]] = {}
         xml = None
@@ -187,7 +192,7 @@ class XlsxTracker:
                 for title in titles:
                     rows = book.get_sheet_by_name(title).to_python(
                         skip_empty_area=False)  # rows and columns count from A1
-                    out[title] = [openpyxl_row(r) for r in rows]
+                    out[title] = rows
                 # what a write then patches (it checks the file is still this one)
                 xml = _inflating(self.path, titles)
         except PermissionError:

@@ -15,7 +15,7 @@ from connectors.base import SheetWrite
 from connectors.errors import TrackerError
 from connectors.xlsx_tracker import XlsxTracker
 from tests.fakes.patterns import long_pattern_rows
-from transforms.tracker import PATTERNS, REPORTS, plan_sheet, read_sheet
+from transforms.tracker import PATTERNS, REPORTS, cell_text, plan_sheet, read_sheet
 
 
 def test_created_sheet_has_frozen_header_filter_and_dropdowns(tmp_path):
@@ -278,7 +278,7 @@ def test_a_failed_save_leaves_no_temporary_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("epoch", [datetime(1899, 12, 30), datetime(1904, 1, 1)])
-def test_every_value_reads_as_openpyxl_reads_it(tmp_path, epoch):
+def test_every_value_reads_as_the_text_of_what_openpyxl_reads(tmp_path, epoch):
     path = tmp_path / "tracker.xlsx"
     wb = Workbook()
     wb.epoch = epoch
@@ -298,8 +298,10 @@ def test_every_value_reads_as_openpyxl_reads_it(tmp_path, epoch):
         cell = ws.cell(7, col, 45000.25 if col % 2 else 45000)
         cell.number_format = fmt
     wb.save(path)
-    expected = [list(r) for r in load_workbook(path)["Reports"].iter_rows(values_only=True)]
-    assert XlsxTracker(path).read([REPORTS])["Reports"] == expected
+    expected = [[cell_text(v) for v in r]
+                for r in load_workbook(path)["Reports"].iter_rows(values_only=True)]
+    assert [[cell_text(v) for v in r] for r in XlsxTracker(path).read([REPORTS])["Reports"]
+            ] == expected
 
 
 def test_reading_never_loads_the_workbook_with_openpyxl(tmp_path, monkeypatch):

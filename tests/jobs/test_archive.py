@@ -53,7 +53,7 @@ def key_of(rows: dict[str, dict[str, str]], description: str) -> str:
     return key
 
 
-def add_own_column(dep: Deployment, title: str, key: str, heading: str, value: str) -> None:
+def add_own_column(dep: Deployment, title: str, key: str, heading: str, value: Any) -> None:
     """A manager adds a column of their own and writes in it for one row."""
     wb = load_workbook(dep.tracker_path)
     ws = wb[title]
@@ -81,13 +81,16 @@ def test_xlsx_a_report_closed_long_ago_moves_to_its_year_and_is_still_matched(de
     # Closed in April 2025, as Excel keeps a typed date: a date cell.
     dep.edit_tracker("Reports", old, **CLOSE, **{"Closed on": datetime(2025, 4, 1)})
     add_own_column(dep, "Reports", old, "My notes", "pharmacy told")
+    # a date and a number, read as calamine gives them, written back as the cells they were
+    add_own_column(dep, "Reports", old, "Follow-up", datetime(2025, 5, 2))
+    add_own_column(dep, "Reports", old, "Doses", 3)
 
     moved = dep.run(NOW)
     assert moved.tracker_archived == 1 and moved.tracker_rows == 0
     assert "1 rows archived" in moved.line()
     live_after = xlsx_rows(dep, "Reports")
     assert list(live_after) == [new]
-    assert live_after[new] == {**live[new], "My notes": ""}  # untouched
+    assert live_after[new] == {**live[new], "My notes": "", "Follow-up": "", "Doses": ""}
     (archived,) = xlsx_rows(dep, "Reports 2025").values()
     assert archived["Report ID"] == old
     assert {k: archived[k] for k in ("Triage status", "Closed on", "Outcome for reporter",
@@ -96,6 +99,9 @@ def test_xlsx_a_report_closed_long_ago_moves_to_its_year_and_is_still_matched(de
         "My notes": "pharmacy told"}
     assert archived["Category"] == "Medication" and archived["Loop"]  # system values too
     ws = load_workbook(dep.tracker_path)["Reports 2025"]  # laid out as the live sheet
+    (moved_row,) = [r for r in ws.iter_rows(min_row=2, values_only=True) if r[0] == old]
+    own = dict(zip([c.value for c in ws[1]], moved_row, strict=True))
+    assert (own["Follow-up"], own["Doses"]) == (datetime(2025, 5, 2), 3)
     assert ws.freeze_panes == "A2"
     assert any("In review" in str(dv.formula1) for dv in ws.data_validations.dataValidation)
     store = Store.open(dep.folder / "nearmiss.db")
