@@ -139,7 +139,7 @@ def cell_text(value: Cell) -> str:
     if isinstance(value, datetime):
         return _time_text(value)
     if isinstance(value, date):
-        return value.strftime("%Y-%m-%d")
+        return _day_text(value)
     return str(value).strip()
 
 
@@ -149,6 +149,12 @@ def _time_text(value: datetime) -> str:
     if value.tzinfo is None and value.year >= 1000:  # isoformat: a fraction of strftime
         return value.isoformat(" ", "minutes")[:10 if midnight else 16]
     return value.strftime("%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M")
+
+
+def _day_text(value: date) -> str:
+    if value.year >= 1000:  # isoformat: a fraction of strftime
+        return value.isoformat()
+    return value.strftime("%Y-%m-%d")
 
 
 def stored_text(value: Cell) -> str:
@@ -241,7 +247,7 @@ def read_sheet(spec: SheetSpec, rows: Sequence[Sequence[Cell]] | None) -> SheetS
 
 def column_texts(values: Sequence[Cell]) -> list[str]:
     """`cell_text` of each value of one column, without a call per cell for the columns a
-    reader gives in one type: text, times, whole numbers (a tracker holds 100,000s)."""
+    reader gives in one type: text, times and days, numbers (a tracker holds 100,000s)."""
     kinds = set(map(type, values))
     if kinds <= {type(None)}:
         return [""] * len(values)
@@ -254,8 +260,12 @@ def column_texts(values: Sequence[Cell]) -> list[str]:
         return texts
     if kinds == {datetime}:  # as an Excel reader gives a column of times
         return list(map(_time_text, values))
+    if kinds <= {datetime, date}:  # calamine gives a time at midnight as its day
+        return [_time_text(v) if type(v) is datetime else _day_text(v) for v in values]
     if kinds == {int}:  # a count or a version
         return list(map(str, values))
+    if kinds == {float}:  # as calamine gives every number
+        return [str(int(v)) if v.is_integer() else cell_text(v) for v in values]
     # the midnight rule is for text alone: a time's text is final
     return ["" if v is None else cell_text(v) if type(v) is not str
             or (t := v.strip()).endswith(" 00:00") else t for v in values]

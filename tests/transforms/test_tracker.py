@@ -465,7 +465,7 @@ _CELLS = st.one_of(
 def test_a_column_reads_as_each_of_its_cells_would(values):
     """`column_texts` skips the per-cell call for columns of one type: never the result."""
     assert tracker.column_texts(values) == [cell_text(v) for v in values]
-    for kind in (str, int, datetime):  # each kind as a whole column of it
+    for kind in (str, int, float, datetime, date):  # each kind as a whole column of it
         alike = [v for v in values if type(v) is kind]
         assert tracker.column_texts(alike) == [cell_text(v) for v in alike]
 
@@ -473,6 +473,19 @@ def test_a_column_reads_as_each_of_its_cells_would(values):
 @given(st.lists(st.datetimes(timezones=st.none() | st.timezones()), min_size=1, max_size=20))
 def test_a_column_of_times_reads_as_each_of_its_times_would(values):
     """Midnight, seconds, microseconds, years before 1000 and time zones included."""
+    assert tracker.column_texts(values) == [cell_text(v) for v in values]
+
+
+@given(st.lists(st.dates() | st.datetimes(), min_size=1, max_size=20))
+def test_a_column_of_times_and_days_reads_as_each_would(values):
+    """As calamine gives a column of times: a time at midnight as its day (any year)."""
+    assert tracker.column_texts(values) == [cell_text(v) for v in values]
+
+
+@given(st.lists(st.floats() | st.sampled_from([1e20, 2.0**53, -0.0, 3.0]), min_size=1,
+                max_size=20))
+def test_a_column_of_numbers_reads_as_each_would(values):
+    """As calamine gives every number: a float, whole or not, NaN and infinities too."""
     assert tracker.column_texts(values) == [cell_text(v) for v in values]
 
 
