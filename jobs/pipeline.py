@@ -15,6 +15,7 @@ non-zero exit. Nothing stored is ever lost; the next run picks up where this one
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import logging
@@ -202,6 +203,7 @@ def run(config: Config, now: datetime | None = None,
                 steady = unchanged(r, captured)
                 if steady is None:
                     tables = tables or reading.submit(read_sheets, c.tracker)
+                    start_worker(r)
                     reports, held = normalise(r)
                     checking = start_checks(r, reports)
                     sheets, manager = read_tracker(r, tables)
@@ -480,8 +482,8 @@ def _number(r: Run, responses: pd.DataFrame) -> pd.DataFrame:
 # -- 4, 5. validate and triage ---------------------------------------------------------------
 
 # From this many reports, the checks of a run's new reports go to a worker process: there
-# they import great-expectations (2.5 s) and run on the other core while this one reads
-# the manager decisions and finds repeats, which need no check.
+# great-expectations is imported (2.5 s) on the other core while this one normalises and
+# reads the tracker, and the checks run while it finds repeats, which need no check.
 CHECK_WORKER_FROM = 20_000
 
 
@@ -510,12 +512,12 @@ class Checker:
         them to this process."""
         future = None
         if apart:
-            self.worker = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=worker_start)
             try:
-                future = self.worker.submit(check_reports, reports, rules, now)
+                future = self.start().submit(check_reports, reports, rules, now)
             except BrokenProcessPool:  # its first step failed already
                 self._stopped()
+        else:
+            self.close()  # started for checks that turned out to be none
         if future is None:
             checked = check_reports(reports, rules, now)
             return lambda: checked
@@ -530,6 +532,16 @@ class Checker:
                 self.close()  # one check a run
 
         return result
+
+    def start(self) -> ProcessPoolExecutor:
+        """The worker process, started ahead of the checks: its first step then overlaps
+        the run's steps before them."""
+        if self.worker is None:
+            self.worker = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=worker_start)
+            with contextlib.suppress(BrokenProcessPool):
+                self.worker.submit(int)  # the process is spawned for its first task
+        return self.worker
 
     def _stopped(self) -> None:
         log.warning("the checks worker stopped: the reports are checked in this process")
@@ -546,6 +558,15 @@ class Checker:
 class Checking:
     todo: pd.DataFrame  # the reports checked and triaged again
     results: Callable[[], pd.DataFrame]  # their checks' results, once they are done
+
+
+def start_worker(r: Run) -> None:
+    """New responses over a long history: the checks worker starts now, and imports
+    great-expectations on the other core while the reports are normalised and the tracker
+    is read (started with the checks, it was the last step ready by a second)."""
+    if r.summary.new_responses + r.summary.new_versions and \
+            r.c.store.report_count() >= CHECK_WORKER_FROM:
+        r.check.start()
 
 
 def start_checks(r: Run, reports: pd.DataFrame) -> Checking:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from jobs import pipeline
 from tests.fakes.deployment import Deployment
 
 
@@ -147,11 +148,21 @@ def test_checks_in_a_worker_process_end_where_checks_here_do(twins, monkeypatch,
         here.run(now)
         assert _outcome(worker) == _outcome(here)
 
+    # New responses: the worker starts before the reports are normalised, and its first
+    # step overlaps that; the same worker then checks them.
+    ahead: list[bool] = []
+    normalise = pipeline.normalise
+
+    def watched(r: pipeline.Run) -> Any:
+        ahead.append(r.check.worker is not None)
+        return normalise(r)
+
+    monkeypatch.setattr("jobs.pipeline.normalise", watched)
     for dep in twins:
         dep.add_google("2026-11-23 09:30", medication_name=None)
         dep.add_microsoft("2026-11-23 09:40", potential_harm="N/A")
     run_both("2026-11-23 10:00")
-    assert started == [1]
+    assert started == [1] and ahead == [True, False]
 
     # The worker cannot start (its first step fails): the reports are checked here.
     monkeypatch.setattr("jobs.pipeline.worker_start", sys.exit)
