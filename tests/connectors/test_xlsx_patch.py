@@ -17,6 +17,7 @@ from openpyxl import load_workbook
 
 import connectors.xlsx_tracker as xlsx_tracker
 from connectors.base import Cell, SheetSpec, SheetWrite
+from connectors.calamine_rows import openpyxl_row
 from connectors.sheet_layout import MAX_WIDTH
 from connectors.xlsx_patch import Declined, column_letter, column_number, patch_workbook
 from connectors.xlsx_tracker import XlsxTracker
@@ -24,6 +25,12 @@ from domain.text import sheet_text
 
 SPEC = SheetSpec(title="Reports", columns=["Report ID", "Version", "What happened"],
                  key_column="Report ID", manager_columns=["Notes"])
+
+
+def values(tracker: XlsxTracker, spec: SheetSpec = SPEC) -> list[list[Cell]]:
+    """The sheet's rows as the tracker reads them (calamine's cells), each cell made what
+    openpyxl gives for it: the writes are compared by type, not as text alone."""
+    return [openpyxl_row(r) for r in tracker.read([spec])[spec.title]]
 
 
 def cells_of(rows: list[list[Cell]]) -> dict[tuple[int, int], Cell]:
@@ -104,7 +111,7 @@ def test_what_reads_back_is_what_the_writes_mean(tmp_path_factory, monkeypatch, 
             tracker.read([SPEC])
             tracker.write([write])
             apply(model, write)
-            read = cells_of(XlsxTracker(path).read([SPEC])["Reports"])
+            read = cells_of(values(XlsxTracker(path)))
             assert read == {k: as_read(v) for k, v in model.items()}
     ws = load_workbook(path)["Reports"]  # openpyxl still opens what was written
     last = max(r for r, _ in model)
@@ -204,7 +211,7 @@ def excel_file(tmp_path: Path) -> Path:
 
 def test_a_workbook_excel_saved_is_written_in_place(excel_file, monkeypatch):
     tracker = XlsxTracker(excel_file)
-    before = tracker.read([SPEC])["Reports"]
+    before = values(tracker)
     assert before[1] == ["NM-1", 1, "MAR not signed"] and before[2] == [None] * 3
 
     no_openpyxl(monkeypatch)
@@ -217,7 +224,7 @@ def test_a_workbook_excel_saved_is_written_in_place(excel_file, monkeypatch):
     tracker.write([SheetWrite(spec=SPEC, header={4: "Notes"},
                               cells={(2, 3): "MAR unsigned & late", (3, 1): "NM-3"},
                               append=[["NM-5", 3]])])
-    rows = XlsxTracker(excel_file).read([SPEC])["Reports"]
+    rows = values(XlsxTracker(excel_file))
     assert rows == [["Report ID", "Version", "What happened", "Notes"],
                     ["NM-1", 1, "MAR unsigned & late", None],
                     ["NM-3", None, None, None],
@@ -274,7 +281,7 @@ def test_a_date_is_written_in_place_as_a_date_cell(excel_file, monkeypatch):
     tracker.write([SheetWrite(spec=SPEC, cells={(2, 2): when, (2, 3): when},
                               append=[["NM-6", date(2026, 11, 24), when]])])
     tracker = XlsxTracker(excel_file)
-    rows = tracker.read([SPEC])["Reports"]
+    rows = values(tracker)
     assert rows[1][1:3] == [when, when]
     assert rows[-1] == ["NM-6", datetime(2026, 11, 24), when]
     with zipfile.ZipFile(excel_file) as z:
