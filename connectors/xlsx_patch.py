@@ -608,13 +608,3 @@ def patch_workbook(source: str | Path, writes: Sequence[SheetWrite],
             zipfile.BadZipFile) as exc:
         raise Declined(f"cannot patch this workbook ({type(exc).__name__})") from None
 
-
-def write_parts(source: str | Path, target: str | Path, parts: dict[str, bytes]) -> None:
-    """Copy the workbook at `source` to `target` with `parts` replaced."""
-    with zipfile.ZipFile(source) as book, zipfile.ZipFile(target, "w") as out:
-        for info in book.infolist():
-            data = parts.get(info.filename)
-            # The fastest deflate level: the sheets of a long history are tens of MB of XML,
-            # and level 6 took three times as long for a file a fifth smaller.
-            out.writestr(info, book.read(info) if data is None else data,
-                         compress_type=info.compress_type, compresslevel=1)

@@ -50,7 +50,8 @@ from connectors.base import Cell, SheetSpec, SheetWrite
 from connectors.errors import TrackerError
 from connectors.files import remove_stale_temp_files
 from connectors.sheet_layout import date_value, layout, number_format, widened
-from connectors.xlsx_patch import Declined, patch_workbook, sheet_xml, write_parts
+from connectors.xlsx_patch import Declined, patch_workbook, sheet_xml
+from connectors.zip_copy import copy_with_parts
 from domain.records import Chart
 from domain.text import sheet_text
 
@@ -252,7 +253,7 @@ class XlsxTracker:
                 log.debug("tracker written with openpyxl: %s", why)
             else:
                 if parts:
-                    self._save(lambda tmp: write_parts(self.path, tmp, parts))
+                    self._save(lambda tmp: copy_with_parts(self.path, tmp, parts))
                     with contextlib.suppress(OSError):
                         self._seen = self._signature()
                 return
