@@ -41,9 +41,12 @@ def copy_with_parts(source: str | Path, target: str | Path, parts: Mapping[str, 
                                  if i.filename in parts}, piece)
         sizes = [(len(parts[i.filename]), len(deflated[i.filename])) if i.filename in deflated
                  else (i.file_size, i.compress_size) for i in infos]
-        if len(infos) >= COUNT_LIMIT or max((u for u, _ in sizes), default=0) >= SIZE_LIMIT \
-                or sum(c + _LOCAL.size + _CENTRAL.size + 2 * len(i.filename) * 4
-                       for (_, c), i in zip(sizes, infos, strict=True)) >= SIZE_LIMIT:
+        # the archive's size at most: each member's bytes, its two headers, its name twice
+        # (4 bytes a character at most); every offset is below it
+        end = sum(c + _LOCAL.size + _CENTRAL.size + 2 * 4 * len(i.filename)
+                  for (_, c), i in zip(sizes, infos, strict=True))
+        if len(infos) >= COUNT_LIMIT or end >= SIZE_LIMIT or max(
+                (u for u, _ in sizes), default=0) >= SIZE_LIMIT:
             _copy_with_zipfile(book, target, parts)
             return
         with open(source, "rb") as src, open(target, "wb") as out:
