@@ -8,11 +8,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date, datetime
 
 import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
+from connectors.store import Store
 from jobs.pipeline import RunFailed
 from jobs.wiring import build
 from tests.fakes.deployment import TZ, Deployment, answers, google_stamp
@@ -236,3 +238,40 @@ def test_a_tracker_a_manager_saved_is_read_as_the_run_starts(tmp_path, caplog, m
     assert saved(run) is True
     connectors.tracker_apart = False  # as the cloud trackers are built
     assert saved(run) is False
+
+
+def test_a_manager_typing_any_kind_of_value_is_read_as_its_text_and_settles(tmp_path):
+    """The XLSX tracker reads calamine's cells (numbers as floats, a day as a date, a
+    formula as its value): what a manager types, of whatever type, is audited as the text
+    the sheet shows, a system cell typed over is put back, and the next run writes nothing."""
+    dep = Deployment(tmp_path)
+    dep.add_google("2026-11-20 10:00")
+    dep.add_microsoft("2026-11-21 09:00", category="Falls prevention")
+    dep.run("2026-11-23 09:00")
+    first, second = (r["Report ID"] for r in dep.sheet("Reports")[:2])
+    system = {k: dep.sheet("Reports")[0][k] for k in ("Category", "Priority")}
+    dep.edit_tracker("Reports", first, **{
+        "Triage status": 3, "Triage date": "N/A", "Just-culture classification": True,
+        "Outcome for reporter": "tab\there\nbreak ", "Closed on": date(2026, 11, 20),
+        "Category": 42.5, "Priority": None})
+    dep.edit_tracker("Reports", second, **{
+        "Triage status": " Closed ", "Triage date": 46350,
+        "Closed on": datetime(2026, 3, 29, 1, 30)})  # the hour the clocks go forward
+
+    typed = dep.run("2026-11-23 10:00")
+    # Category and Priority put back, and what the closures change (loop, overdue)
+    assert typed.manager_changes == 8 and typed.tracker_cells >= 2
+    store = Store.open(tmp_path / "nearmiss.db")
+    seen = {e["reason"] for k in (first, second) for e in store.audit_trail(k)
+            if e["event"] == "manager change"}
+    assert seen == {
+        "Reports 'Triage status': '' -> '3'", "Reports 'Triage date': '' -> 'N/A'",
+        "Reports 'Just-culture classification': '' -> 'TRUE'",
+        "Reports 'Outcome for reporter': '' -> 'tab\\there\\nbreak'",
+        "Reports 'Closed on': '' -> '2026-11-20'", "Reports 'Triage status': '' -> 'Closed'",
+        "Reports 'Triage date': '' -> '46350'",
+        "Reports 'Closed on': '' -> '2026-03-29 01:30'"}
+    assert {k: dep.sheet("Reports")[0][k] for k in system} == system
+
+    again = dep.run("2026-11-23 10:05")
+    assert (again.manager_changes, again.tracker_cells, again.tracker_rows) == (0, 0, 0)
