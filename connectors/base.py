@@ -85,7 +85,9 @@ class FormSource(Protocol):
 
 class Tracker(Protocol):
     def read(self, specs: Sequence[SheetSpec]) -> dict[str, list[list[Cell]]]:
-        """Every row (header first) of each sheet that exists; missing sheets are absent."""
+        """Every row (header first) of each sheet that exists; missing sheets are absent.
+        Cells as the backend gives them (text, numbers, times, "" or None for empty):
+        readers compare them as `transforms.tracker.cell_text` reads them."""
         ...
 
     def write(self, writes: Sequence[SheetWrite]) -> None:
