@@ -349,10 +349,23 @@ def _resume_at(raw: bytes, body: list[_Record], layout: _CsvLayout, so_far: _Csv
                ) -> Resume | None:
     """Where the next read of an export (UTF-8) may resume: at its end, only when that
     ends a record read whole (a line cut short, or a quote left open, may go on)."""
-    whole = not body or (body[-1].problem is None and len(body[-1].fields) == layout.width)
+    whole = not body or (body[-1].problem is None and len(body[-1].fields) == layout.width
+                         and not _open_at_end(body[-1].raw, layout.delimiter))
     if not (whole and raw.endswith((b"\n", b"\r"))):
         return None
     return asdict(replace(so_far, end=len(raw)))
+
+
+_NEXT = "nearmiss: the next line"
+
+
+def _open_at_end(raw: str, delimiter: str) -> bool:
+    """Whether a record's text ends inside a quoted cell. The csv module closes the cell at
+    the end of the file, so the record can have the right number of cells; but a line
+    appended later goes on in that cell, which a read of the appended lines alone would
+    not see."""
+    rows = list(csv.reader(io.StringIO(f"{raw}\n{_NEXT}\n", newline=""), delimiter=delimiter))
+    return rows[-1:] != [[_NEXT]]
 
 
 class GoogleFormsCsvSource(_ExportFile):

@@ -701,3 +701,15 @@ def test_an_export_changed_above_its_new_lines_is_read_whole(tmp_path):
     book[0][6] = "answer 1, edited"
     write_xlsx(xlsx, MS_HEADER, book)
     assert [r.response_id for r in source.pull(first.watermark).responses] == ["1", "2", "3"]
+
+
+def test_a_quote_left_open_at_the_end_is_read_again_with_what_is_appended(tmp_path):
+    """The export ends inside a quoted cell that happens to give the header's number of
+    cells: the lines appended next go on in that cell, so the next read is a whole one."""
+    path = tmp_path / "grow.csv"
+    header = google_text([], ["Timestamp", "Email Address", *HEADER[2:]])
+    rows = ['"2026/09/14 9:41:12 AM GMT+1","","unclosed\r\n', '"","a@x.org","unclosed\r\n',
+            '"2026/11/20 10:00:00 AM GMT","","",""\r\n']
+    source = GoogleFormsCsvSource("g", path, TZ, False)
+    in_parts(source.pull, lambda part: path.write_bytes((header + "".join(part)).encode()),
+             rows, [2])
